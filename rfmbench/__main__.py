@@ -1,0 +1,3 @@
+from rfmbench.cli import main
+
+main()

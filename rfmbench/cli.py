@@ -1,0 +1,414 @@
+"""The command line: the only module that imports typer. Each command calls one library function
+and renders what comes back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rfmbench import __version__, render
+from rfmbench.errors import RfmbenchError
+
+app = typer.Typer(
+    help="Benchmark Recursive Feature Machines against tuned baselines on real tabular data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DEFAULT_MODELS = "rfm,kernel-ridge,random-forest,mlp"
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit 2; a bug keeps its traceback."""
+    try:
+        yield
+    except RfmbenchError as exc:
+        render.error(str(exc), hint=exc.hint)
+        raise typer.Exit(2) from None
+
+
+def parse_list(value: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c']; empty -> None."""
+    if not value:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()] or None
+
+
+def _version(value: bool) -> None:
+    if value:
+        render.info(f"rfmbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Benchmark Recursive Feature Machines against tuned baselines on real tabular data."""
+
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A CSV, Parquet or ARFF file to benchmark instead of a suite (needs --target)."
+    ),
+]
+TargetOption = Annotated[str | None, typer.Option(help="The target column of --data.")]
+CategoricalOption = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated categorical columns of --data (default: detected)."),
+]
+KindOption = Annotated[
+    str | None,
+    typer.Option(help="classification or regression for --data (default: inferred)."),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder of a collection's files (uci121: the unpacked archive)."),
+]
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Cache for downloaded data (default: $RFMBENCH_CACHE_DIR, else datasets/cache)."
+    ),
+]
+OfflineOption = Annotated[
+    bool, typer.Option(help="Never touch the network; use only cached or local data.")
+]
+
+
+@app.command()
+def run(
+    suite: Annotated[str, typer.Option(help="Suite name; see `rfmbench suites`.")] = "embedded",
+    datasets: Annotated[
+        str | None, typer.Option(help="Comma-separated dataset names (default: the whole suite).")
+    ] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = DEFAULT_MODELS,
+    folds: Annotated[int, typer.Option(help="Outer folds (stratified for classification).")] = 5,
+    inner_folds: Annotated[int, typer.Option(help="Inner CV folds for tuning.")] = 3,
+    budget: Annotated[int, typer.Option(help="Configurations tried per model (same for all).")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed for splits, tuning and models.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder for results.")] = Path("results"),
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="Run name; an existing one is resumed (default: a timestamp)."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="On resume, rerun jobs whose rows are failed or timeout.")
+    ] = False,
+    jobs: Annotated[int, typer.Option(help="Jobs run at once, each in its own process.")] = 1,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(help="Seconds per job; a job over it becomes a `timeout` row."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="default (inner K-fold tuning) or paper (the RFM paper's uci121 protocol)."
+        ),
+    ] = "default",
+    data: DataOption = None,
+    target: TargetOption = None,
+    categorical: CategoricalOption = None,
+    kind: KindOption = None,
+    data_dir: DataDirOption = None,
+    cache_dir: CacheDirOption = None,
+    offline: OfflineOption = False,
+) -> None:
+    """Benchmark MODELS on SUITE, write OUT/RUN_ID.csv and print the ranked leaderboard."""
+    from rfmbench.compare.leaderboard import leaderboard
+    from rfmbench.results import read_run, write_frame
+    from rfmbench.runner.executors import make_executor
+    from rfmbench.runner.plan import make_plan, pending_jobs, run_plan
+    from rfmbench.sources import LoadContext
+
+    with user_errors():
+        plan = make_plan(
+            context=LoadContext(cache_dir=cache_dir, data_dir=data_dir, offline=offline),
+            data=data,
+            target=target,
+            categorical=parse_list(categorical),
+            kind=kind,
+            suite=suite,
+            datasets=parse_list(datasets),
+            models=parse_list(models),
+            folds=folds,
+            inner_folds=inner_folds,
+            budget=budget,
+            seed=seed,
+            device=device,
+            run_id=run_id,
+            protocol=protocol,
+        )
+        executor = make_executor(jobs=jobs, time_limit=time_limit, device=plan.config.device)
+        todo = pending_jobs(plan, out, retry_failed)
+        render.info(
+            f"run {plan.config.run_id}: {len(plan.tasks)} datasets, "
+            f"{len(plan.settings['models'])} models, {len(plan.jobs)} jobs "
+            f"({len(todo)} to run) on {plan.config.device}"
+        )
+        try:
+            with render.job_progress(len(todo)) as (on_start, on_done):
+                path = run_plan(
+                    plan,
+                    out,
+                    executor=executor,
+                    retry_failed=retry_failed,
+                    on_start=on_start,
+                    on_done=on_done,
+                )
+        except KeyboardInterrupt:
+            render.error(
+                f"interrupted; finished rows are kept; resume with --run-id {plan.config.run_id}"
+            )
+            raise typer.Exit(130) from None
+        board = leaderboard(read_run(path))
+        board_path = path.with_name(f"{plan.config.run_id}-leaderboard.csv")
+        write_frame(board_path, board)
+        render.leaderboard(board, title=f"Leaderboard {plan.config.run_id}")
+        render.info(f"results: {path}\nleaderboard: {board_path}")
+
+
+@app.command()
+def suites() -> None:
+    """List the suites and their datasets."""
+    import pandas as pd
+
+    from rfmbench.suites import all_suites
+
+    with user_errors():
+        rows = [
+            {
+                "suite": s.name,
+                "source": s.source,
+                "datasets": len(s.datasets),
+                "description": s.description,
+            }
+            for s in all_suites().values()
+        ]
+        render.show_table(pd.DataFrame(rows), title="Suites")
+
+
+@app.command()
+def models(
+    details: Annotated[bool, typer.Option(help="Also show search spaces and defaults.")] = False,
+) -> None:
+    """List the models, whether each is installed, and (with --details) their search spaces."""
+    import pandas as pd
+
+    from rfmbench.models.registry import MODELS
+
+    rows = []
+    for spec in MODELS.values():
+        row = {"model": spec.name, "available": spec.available(), "summary": spec.summary}
+        if details:
+            row["defaults"] = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+            row["search space"] = "; ".join(f"{k}: {_describe(v)}" for k, v in spec.space.items())
+        rows.append(row)
+    render.show_table(pd.DataFrame(rows), title="Models")
+
+
+def _describe(axis: object) -> str:
+    """A search-space axis in words: a grid's values or a distribution's name and range."""
+    if isinstance(axis, list | tuple):
+        return "{" + ", ".join(str(v) for v in axis) + "}"
+    dist = getattr(axis, "dist", None)
+    if dist is not None:
+        low, high = axis.support()
+        return f"{dist.name}[{low:g}, {high:g}]"
+    return str(axis)
+
+
+def expand_paths(patterns: list[str]) -> list[Path]:
+    """Paths as given, with glob patterns the shell left alone expanded (sorted, no repeats).
+
+    Files that look like ours but are not results (``*-leaderboard.csv``) are skipped when they
+    come from a pattern; named outright, they are read and rejected with a clear message.
+    """
+    import glob
+
+    from rfmbench.errors import ResultsFileError
+
+    paths: list[Path] = []
+    for pattern in patterns:
+        if Path(pattern).exists() or not glob.has_magic(pattern):
+            if not Path(pattern).is_file():
+                raise ResultsFileError(f"results file not found: {pattern}")
+            paths.append(Path(pattern))
+            continue
+        matches = sorted(p for p in glob.glob(pattern) if not p.endswith("-leaderboard.csv"))
+        if not matches:
+            raise ResultsFileError(f"no results file matches {pattern}")
+        paths += [Path(p) for p in matches]
+    return list(dict.fromkeys(paths))
+
+
+@app.command()
+def compare(
+    files: Annotated[
+        list[str], typer.Argument(help="Results CSVs of `rfmbench run` (globs allowed).")
+    ],
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="accuracy, balanced_accuracy, log_loss, roc_auc (classification) or rmse, "
+            "mae, r2 (regression); only that kind is compared (default: accuracy and r2)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the comparison table (all kinds) as CSV.")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Critical difference diagram (PNG/SVG/PDF); with both task kinds, one file "
+            "per kind: NAME-classification.png, NAME-regression.png."
+        ),
+    ] = None,
+    plot_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for all figures: CD diagram, rank distribution, pair scatter."),
+    ] = None,
+    pair: Annotated[
+        str | None,
+        typer.Option(
+            help="Two models for the scatter, e.g. rfm,random-forest (default: rfm "
+            "vs the best other)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+) -> None:
+    """Merge FILES (a later file's row for the same job wins), rank the models per task kind,
+    run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
+    from rfmbench.compare.plots import write_plots
+    from rfmbench.compare.stats import compare as compare_runs
+    from rfmbench.compare.stats import merge_runs, summary_frame
+    from rfmbench.errors import BadOption
+    from rfmbench.results import read_run, write_frame
+
+    with user_errors():
+        chosen_pair = parse_list(pair)
+        if chosen_pair is not None and len(chosen_pair) != 2:
+            raise BadOption(f"--pair needs two comma-separated models, got '{pair}'")
+        paths = expand_paths(files)
+        results, replaced = merge_runs([read_run(path) for path in paths])
+        if replaced:
+            render.warning(
+                f"{replaced} rows of earlier files were replaced by later files' rows for the "
+                f"same (dataset, fold, model)"
+            )
+        comparisons = compare_runs(results, metric, seed=seed)
+        render.info(f"compared {len(paths)} file(s), {len(results)} rows")
+        for comparison in comparisons:
+            render.comparison(comparison)
+        if out is not None:
+            write_frame(out, summary_frame(comparisons))
+            render.info(f"table: {out}")
+        written, skipped = write_plots(
+            comparisons,
+            plot=plot,
+            plot_dir=plot_dir,
+            pair=tuple(chosen_pair) if chosen_pair else None,
+        )
+        for message in skipped:
+            render.warning(message)
+        for path in written:
+            render.info(f"figure: {path}")
+
+
+datasets_app = typer.Typer(help="List, fetch and describe datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+def datasets_list(
+    suite: Annotated[
+        str | None, typer.Option(help="Only this suite (default: every suite).")
+    ] = None,
+    data_dir: DataDirOption = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """List the datasets of SUITE (or of every suite) and whether each is cached."""
+    from rfmbench.datasets import list_datasets
+    from rfmbench.sources import LoadContext
+
+    with user_errors():
+        table = list_datasets(suite, LoadContext(cache_dir=cache_dir, data_dir=data_dir))
+        render.show_table(table, title=f"Datasets of {suite}" if suite else "Datasets")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    suite: Annotated[str, typer.Option(help="The suite to download (and, if needed, resolve).")],
+    datasets: Annotated[
+        str | None, typer.Option(help="Comma-separated dataset names (default: the whole suite).")
+    ] = None,
+    data_dir: DataDirOption = None,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Download SUITE's data into the cache (uci121: into --data-dir) so later runs work offline."""
+    import pandas as pd
+
+    from rfmbench.datasets import fetch
+    from rfmbench.sources import LoadContext
+
+    def on_item(record: dict) -> None:
+        render.info(f"{record['dataset']}: {record['status']}")
+
+    with user_errors():
+        records = fetch(
+            suite,
+            parse_list(datasets),
+            LoadContext(cache_dir=cache_dir, data_dir=data_dir),
+            on_item=on_item,
+        )
+        render.show_table(pd.DataFrame(records), title=f"Fetched {suite}")
+
+
+@datasets_app.command("info")
+def datasets_info(
+    name: Annotated[
+        str | None, typer.Argument(help="Dataset name, or SUITE/NAME (e.g. uci121/abalone).")
+    ] = None,
+    suite: Annotated[str | None, typer.Option(help="The suite NAME belongs to.")] = None,
+    data: DataOption = None,
+    target: TargetOption = None,
+    categorical: CategoricalOption = None,
+    kind: KindOption = None,
+    folds: Annotated[int, typer.Option(help="Outer folds (for the splits shown).")] = 5,
+    data_dir: DataDirOption = None,
+    cache_dir: CacheDirOption = None,
+    offline: OfflineOption = False,
+) -> None:
+    """Describe one dataset: rows, features, classes, categoricals, missing values, source, cache."""
+    import pandas as pd
+
+    from rfmbench.datasets import dataset_info
+    from rfmbench.sources import LoadContext
+
+    with user_errors():
+        context = LoadContext(folds=folds, cache_dir=cache_dir, data_dir=data_dir, offline=offline)
+        info = dataset_info(
+            name,
+            context,
+            suite=suite,
+            data=data,
+            target=target,
+            categorical=parse_list(categorical),
+            kind=kind,
+        )
+        table = pd.DataFrame({"field": list(info), "value": [str(v) for v in info.values()]})
+        render.show_table(table, title=f"Dataset {info['dataset']}")
+
+
+def main() -> None:
+    app()

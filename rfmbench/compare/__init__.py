@@ -1,0 +1,1 @@
+"""Comparing models across datasets: leaderboards, statistics, plots. DataFrame in, DataFrame out."""

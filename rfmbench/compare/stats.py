@@ -1,0 +1,309 @@
+"""Statistics for comparing models over datasets: ranks, bootstrap intervals, win rates, tests.
+
+Everything here is pure: a results frame in, dataclasses and frames out. Each task kind
+(classification, regression) is compared on its own, on one metric.
+
+Rules for missing results, stated once:
+
+- A model's score on a dataset is its mean metric over its ``ok`` folds. A model with no ``ok``
+  fold there (failed, timed out, missing) is **ranked last** on that dataset (ties averaged), loses
+  to every model that has a score in the win-rate matrix, scores 0 in the normalized score, and is
+  counted under ``failures`` (non-``ok`` rows) and in ``datasets - datasets_completed``.
+- Its **mean metric** (and bootstrap interval) is over the datasets it completed only: a metric
+  cannot be invented for a failed job, so always read it beside ``datasets_completed``.
+- The Friedman test and the Nemenyi post-hoc use the ranks above (every dataset counted); the
+  pairwise Wilcoxon tests use the datasets where both models have a score.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rfmbench.compare.leaderboard import (
+    dataset_ranks,
+    dataset_scores,
+    latest_rows,
+    normalized_scores,
+)
+from rfmbench.errors import BadOption, ResultsFileError, unknown
+from rfmbench.metrics import (
+    ALL_METRICS,
+    CLASSIFICATION_METRICS,
+    GREATER_IS_BETTER,
+    PRIMARY_METRIC,
+    REGRESSION_METRICS,
+)
+
+KINDS = ("classification", "regression")
+METRICS_OF_KIND = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
+KEYS = ["dataset", "fold", "model"]
+ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class HypothesisTest:
+    """An omnibus test over all models: what ran, on how much data, and what it says."""
+
+    name: str
+    statistic: float
+    p_value: float
+    n_datasets: int
+    n_models: int
+    min_p_value: float  # the smallest p-value this test could give with this many datasets
+    ran: bool
+    note: str  # "significant ...", "not significant ...", or why the test could not run
+
+    @property
+    def significant(self) -> bool:
+        return self.ran and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class KindComparison:
+    """The comparison of every model on the datasets of one task kind."""
+
+    kind: str
+    metric: str
+    greater_is_better: bool
+    scores: pd.DataFrame  # dataset x model: mean metric over ok folds, NaN where none
+    ranks: pd.DataFrame  # dataset x model: 1 = best, missing last, ties averaged
+    table: pd.DataFrame  # one row per model, best first (see ``compare_kind``)
+    win_rate: pd.DataFrame  # model x model: share of datasets where row beats column
+    friedman: HypothesisTest
+    nemenyi: pd.DataFrame | None  # model x model p-values (None when Friedman cannot run)
+    wilcoxon: pd.DataFrame  # one row per pair: n, statistic, p, Holm-adjusted p, min p
+
+    @property
+    def n_datasets(self) -> int:
+        return len(self.scores.index)
+
+
+def merge_runs(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
+    """Concatenate runs in order; a later run's row for a (dataset, fold, model) wins.
+
+    Returns the merged rows and how many rows of earlier runs were replaced by later ones (a
+    retried job inside one run is not counted: its last row simply wins).
+    """
+    if not frames:
+        raise ResultsFileError("no results to compare")
+    deduped = [latest_rows(frame) for frame in frames]
+    merged = pd.concat(deduped, ignore_index=True)
+    final = latest_rows(merged)
+    return final, len(merged) - len(final)
+
+
+def resolve_metric(results: pd.DataFrame, metric: str | None) -> dict[str, str]:
+    """The metric used for each task kind present in ``results``.
+
+    ``None`` picks each kind's primary metric (accuracy, R²). A named metric applies to its own
+    kind; a kind it does not fit is left out, and no dataset of its kind at all is an error.
+    """
+    kinds = [kind for kind in KINDS if (results["task_kind"] == kind).any()]
+    if not kinds:
+        raise ResultsFileError("the results have no rows with a task_kind to compare")
+    if metric is None:
+        return {kind: PRIMARY_METRIC[kind] for kind in kinds}
+    if metric not in ALL_METRICS:
+        raise unknown("metric", metric, list(ALL_METRICS))
+    kind = next(k for k in KINDS if metric in METRICS_OF_KIND[k])
+    if kind not in kinds:
+        raise BadOption(
+            f"--metric {metric} is a {kind} metric, but the results have only "
+            f"{' and '.join(kinds)} datasets",
+            hint=f"choose one of {', '.join(m for k in kinds for m in METRICS_OF_KIND[k])}",
+        )
+    return {kind: metric}
+
+
+def compare(
+    results: pd.DataFrame, metric: str | None = None, *, seed: int = 0
+) -> list[KindComparison]:
+    """Compare the models of ``results`` per task kind (see ``compare_kind``)."""
+    results = latest_rows(results)
+    return [
+        compare_kind(results[results["task_kind"] == kind], kind, chosen, seed=seed)
+        for kind, chosen in resolve_metric(results, metric).items()
+    ]
+
+
+def compare_kind(results: pd.DataFrame, kind: str, metric: str, *, seed: int = 0) -> KindComparison:
+    """Ranks, bootstrap intervals, normalized scores, win rates and tests on one kind's rows.
+
+    The per-model ``table`` has: rank, model, mean_rank, mean_metric, ci_low, ci_high (a 95%
+    percentile bootstrap over datasets, seeded by ``seed``), mean_normalized_score, wins (datasets
+    where the model is best, ties included), datasets_completed, failures (non-ok rows), datasets.
+    """
+    results = latest_rows(results)
+    greater = GREATER_IS_BETTER[metric]
+    scores = dataset_scores(results, metric)
+    direction = pd.Series(greater, index=scores.index)
+    ranks = dataset_ranks(scores, direction)
+    normalized = normalized_scores(scores, direction)
+
+    table = pd.DataFrame(index=scores.columns)
+    table["mean_rank"] = ranks.mean(axis=0)
+    table["mean_metric"] = scores.mean(axis=0)  # over completed datasets (module docstring)
+    intervals = {model: bootstrap_ci(scores[model].dropna().to_numpy(), seed) for model in scores}
+    table["ci_low"] = [intervals[model][0] for model in table.index]
+    table["ci_high"] = [intervals[model][1] for model in table.index]
+    table["mean_normalized_score"] = normalized.mean(axis=0)
+    best = ranks.min(axis=1)
+    table["wins"] = ranks.eq(best, axis=0).where(scores.notna(), False).sum(axis=0).astype(int)
+    table["datasets_completed"] = scores.notna().sum(axis=0).astype(int)
+    failed = results[results["status"] != "ok"]
+    table["failures"] = failed.groupby("model").size().reindex(table.index).fillna(0).astype(int)
+    table["datasets"] = len(scores.index)
+    table = table.sort_values(["mean_rank", "mean_normalized_score"], ascending=[True, False])
+    table = table.rename_axis("model").reset_index()
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    order = list(table["model"])
+
+    friedman, nemenyi = friedman_test(ranks[order])
+    return KindComparison(
+        kind=kind,
+        metric=metric,
+        greater_is_better=greater,
+        scores=scores[order],
+        ranks=ranks[order],
+        table=table,
+        win_rate=win_rates(ranks[order]),
+        friedman=friedman,
+        nemenyi=nemenyi,
+        wilcoxon=wilcoxon_holm(scores[order]),
+    )
+
+
+def bootstrap_ci(
+    values: np.ndarray, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
+    """A percentile bootstrap interval for the mean of ``values`` (NaN with fewer than 2)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return (math.nan, math.nan)
+    if np.ptp(values) == 0:
+        return (float(values[0]), float(values[0]))
+    # Percentile, not BCa: with a handful of datasets BCa's jackknife is unstable.
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def win_rates(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Share of datasets where the row model ranks better than the column model; ties count half.
+
+    Built on ``ranks``, so a model missing on a dataset loses there to every model with a score.
+    The diagonal is NaN.
+    """
+    values = ranks.to_numpy()
+    wins = (values[:, :, None] < values[:, None, :]).astype(float)
+    wins += 0.5 * (values[:, :, None] == values[:, None, :])
+    rate = wins.mean(axis=0)
+    np.fill_diagonal(rate, np.nan)
+    return pd.DataFrame(rate, index=ranks.columns, columns=ranks.columns)
+
+
+def friedman_min_p(n_datasets: int, n_models: int) -> float:
+    """Friedman's smallest p-value: every dataset ranks the models the same way (chi² = n(k-1))."""
+    return float(stats.chi2.sf(n_datasets * (n_models - 1), n_models - 1))
+
+
+def wilcoxon_min_p(n_pairs: int) -> float:
+    """A two-sided exact Wilcoxon signed-rank test's smallest p-value on ``n_pairs`` pairs: 2 / 2^n."""
+    return 2.0 ** (1 - n_pairs) if n_pairs > 0 else 1.0
+
+
+def friedman_test(ranks: pd.DataFrame) -> tuple[HypothesisTest, pd.DataFrame | None]:
+    """Friedman's test over the dataset x model rank matrix, and the Nemenyi post-hoc p-values."""
+    n, k = ranks.shape
+    name = "Friedman"
+    if k < 3 or n < 2:
+        why = f"needs at least 3 models and 2 datasets, got {k} models and {n} datasets"
+        return HypothesisTest(
+            name, math.nan, math.nan, n, k, math.nan, False, f"cannot run: {why}"
+        ), None
+    min_p = friedman_min_p(n, k)
+    statistic, p_value = stats.friedmanchisquare(*(ranks[column] for column in ranks))
+    if not np.isfinite(p_value):  # every dataset ties every model
+        note = "cannot run: every model ties on every dataset"
+        return HypothesisTest(name, math.nan, math.nan, n, k, min_p, False, note), None
+    verdict = "significant" if p_value < ALPHA else "not significant"
+    note = f"{verdict} at alpha={ALPHA} (n={n} datasets, k={k} models)"
+    if min_p >= ALPHA:
+        note += f"; with {n} datasets p cannot go below {min_p:.3g}"
+    result = HypothesisTest(name, float(statistic), float(p_value), n, k, min_p, True, note)
+    import scikit_posthocs as sp
+
+    nemenyi = sp.posthoc_nemenyi_friedman(ranks.to_numpy())
+    nemenyi.index = nemenyi.columns = ranks.columns
+    return result, nemenyi
+
+
+def wilcoxon_holm(scores: pd.DataFrame) -> pd.DataFrame:
+    """Two-sided Wilcoxon signed-rank tests between every pair of models, Holm-corrected.
+
+    Each pair uses the datasets where both models have a score; ``min_p`` is the smallest p-value
+    that many pairs allow, so a pair with ``min_p >= 0.05`` could never be significant.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    rows = []
+    models = list(scores.columns)
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            both = scores[[a, b]].dropna()
+            difference = (both[a] - both[b]).round(12)
+            n = int(len(both))
+            statistic = p_value = math.nan
+            if n and (difference != 0).any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # small-sample and zero-difference notes
+                    test = stats.wilcoxon(difference)
+                statistic, p_value = float(test.statistic), float(test.pvalue)
+            elif n:
+                p_value = 1.0  # identical on every shared dataset
+            rows.append(
+                {
+                    "model_a": a,
+                    "model_b": b,
+                    "n": n,
+                    "median_difference": float(difference.median()) if n else math.nan,
+                    "statistic": statistic,
+                    "p_value": p_value,
+                    "min_p": wilcoxon_min_p(n),
+                }
+            )
+    table = pd.DataFrame(
+        rows,
+        columns=["model_a", "model_b", "n", "median_difference", "statistic", "p_value", "min_p"],
+    )
+    tested = table["p_value"].notna()
+    table["p_holm"] = math.nan
+    if tested.any():
+        table.loc[tested, "p_holm"] = multipletests(table.loc[tested, "p_value"], method="holm")[1]
+    table["significant"] = table["p_holm"] < ALPHA
+    return table
+
+
+def summary_frame(comparisons: list[KindComparison]) -> pd.DataFrame:
+    """One CSV-ready frame: every kind's per-model table with ``task_kind`` and ``metric`` columns."""
+    frames = []
+    for comparison in comparisons:
+        frame = comparison.table.copy()
+        frame.insert(0, "task_kind", comparison.kind)
+        frame.insert(3, "metric", comparison.metric)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,59 @@
+"""Test-fold metrics, computed with scikit-learn. A metric that is undefined on a fold is NaN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn import metrics as sk
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+ALL_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# Direction of each metric: True when larger is better.
+GREATER_IS_BETTER = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "log_loss": False,
+    "roc_auc": True,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray
+) -> dict[str, float]:
+    """Accuracy, balanced accuracy, and (given probabilities over ``classes``) log loss and ROC AUC."""
+    result = {
+        "accuracy": float(sk.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(sk.balanced_accuracy_score(y_true, y_pred)),
+        "log_loss": math.nan,
+        "roc_auc": math.nan,
+    }
+    if proba is None or not np.isin(y_true, classes).all():
+        return result
+    proba = np.clip(proba, 1e-15, 1.0)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    result["log_loss"] = float(sk.log_loss(y_true, proba, labels=classes))
+    try:
+        if len(classes) == 2:
+            result["roc_auc"] = float(sk.roc_auc_score(y_true == classes[1], proba[:, 1]))
+        else:
+            result["roc_auc"] = float(
+                sk.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
+            )
+    except ValueError:  # a class absent from the test fold leaves AUC undefined
+        pass
+    return result
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R² on the original target scale."""
+    return {
+        "rmse": float(sk.root_mean_squared_error(y_true, y_pred)),
+        "mae": float(sk.mean_absolute_error(y_true, y_pred)),
+        "r2": float(sk.r2_score(y_true, y_pred)),
+    }

@@ -1,0 +1,1 @@
+"""Models: scikit-learn style estimators, each with its search space beside it."""

@@ -1,0 +1,188 @@
+"""Closed-form average gradient outer product (AGOP) of a fitted kernel predictor (pure torch).
+
+The predictor is ``f_c(x) = sum_j coef[j, c] K(x, x_j)`` over the training points ``x_j`` (the rows of
+``X``), with ``K`` one of the kernels of `rfmbench.models.kernels` on the metric ``d_M``. Its AGOP over
+the sample points ``x_i`` (rows of ``X`` picked by ``sample``) is
+
+    G = (1 / s) sum_i sum_c grad f_c(x_i) grad f_c(x_i)^T,
+
+with, writing ``W_ij`` for a kernel-specific weight,
+
+- laplace:   grad f_c(x_i) = M sum_j W_ij coef[j, c] (x_i - x_j),  W_ij = -(p / L) K_ij d_ij^(p - 2)
+- gaussian:  grad f_c(x_i) = M sum_j W_ij coef[j, c] (x_i - x_j),  W_ij = -K_ij / L^2
+- product_laplace (u = S (x_i - x_j), S = M^(1/2)):
+             grad f_c(x_i) = -(p / L) S sum_j coef[j, c] K_ij sign(u) |u|^(p - 1)   (per coordinate)
+
+(``L`` the bandwidth, ``p`` the exponent). The sum over ``j`` splits into matrix products,
+``x_i (W coef)_ic - (W (coef_c * X))_i``, so no ``s x n x d`` tensor is ever formed. The self pair
+``x_j = x_i`` contributes nothing (its gradient is 0/0 for the Laplace kernels, 0 for the Gaussian):
+those entries of ``W`` are zeroed by index. When the kernel matrix ``K`` of the solve is passed, its rows
+are reused: for the Laplace kernel ``d_ij^p = -L log K_ij``, so ``W`` needs no distance recomputation.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from rfmbench.models.kernels import _apply, kernel_matrix, psd_power, row_blocks
+
+logger = logging.getLogger(__name__)
+
+
+def agop_bytes_per_row(kernel: str, n: int, d: int, n_outputs: int, itemsize: int) -> int:
+    """Temporary bytes per sample row of `agop`: ``itemsize * (3 n + 2 c d + c)``.
+
+    Per block of ``b`` sample rows the AGOP holds the computed kernel rows and the weight
+    matrix ``W`` (plus, for product_laplace, one coordinate-difference block): at most three
+    ``b x n`` blocks; and the gradients of one output (``b x d``, twice: before and after ``M``) or,
+    for product_laplace, of all outputs (``b x c x d``, twice). So the extra memory of `agop`,
+    beyond ``X`` and the optional kernel rows ``K_rows``, is
+
+        itemsize * (block_rows * (3 n + 2 c d + c) + n d + 2 d^2 + c d)
+
+    and ``block_rows = budget / (itemsize * (3 n + 2 c d + c))`` keeps it within ``budget`` bytes.
+    """
+    del kernel  # one bound for every kernel keeps the formula simple and safe
+    return itemsize * (3 * n + 2 * n_outputs * d + n_outputs)
+
+
+def agop(
+    kernel: str,
+    X: torch.Tensor,
+    coef: torch.Tensor,
+    M: torch.Tensor | None = None,
+    *,
+    bandwidth: float,
+    exponent: float = 1.0,
+    sample: torch.Tensor | None = None,
+    K_rows: torch.Tensor | None = None,
+    diag: bool = False,
+    center_grads: bool = False,
+    block_rows: int | None = None,
+) -> torch.Tensor:
+    """AGOP of ``f(x) = sum_j coef[j] K(x, X[j])`` over the sample rows of ``X``, in closed form.
+
+    Parameters
+    ----------
+    kernel : {"laplace", "gaussian", "product_laplace"}
+        The kernel of the predictor (see `rfmbench.models.kernels`).
+    X : tensor of shape (n, d)
+        The training points (centres of the predictor).
+    coef : tensor of shape (n, c) or (n,)
+        The dual coefficients, one column per output.
+    M : tensor of shape (d, d) or (d,), optional
+        The metric of the kernel (None: the identity).
+    bandwidth, exponent : float
+        Kernel parameters, as in `rfmbench.models.kernels.kernel_matrix`.
+    sample : integer tensor of shape (s,), optional
+        Rows of ``X`` where the gradients are taken (None: every row).
+    K_rows : tensor of shape (s, n), optional
+        The kernel rows of the sample, ``kernel_matrix(kernel, X, X, M)[sample]``, kept from the
+        solve: reused instead of recomputing kernel blocks. The self pairs must hold the kernel's
+        value at distance 0 (exactly 1, as `kernel_matrix` makes them when ``X is Z``).
+    diag : bool
+        Return only the diagonal of the AGOP (a length-``d`` vector).
+    center_grads : bool
+        Subtract from the gradients of each output their mean over the sample before the outer
+        product (xRFM subtracts one mean over all outputs and sample rows of each of its batches).
+    block_rows : int, optional
+        Sample rows per block (None: all at once). Memory: see `agop_bytes_per_row`.
+
+    Returns
+    -------
+    tensor of shape (d, d), or (d,) when ``diag``
+        ``(1 / s) sum_i sum_c g_ic g_ic^T`` (centred when ``center_grads``).
+    """
+    if coef.ndim == 1:
+        coef = coef.unsqueeze(1)
+    n, d = X.shape
+    n_outputs = coef.shape[1]
+    if sample is None:
+        sample = torch.arange(n, device=X.device)
+    s = sample.shape[0]
+    S = None
+    if kernel == "product_laplace" and M is not None:
+        S = psd_power(M, 0.5)
+    XS = _apply(X, S) if kernel == "product_laplace" else X
+
+    G = torch.zeros((d,) if diag else (d, d), dtype=X.dtype, device=X.device)
+    grad_sums = torch.zeros(n_outputs, d, dtype=X.dtype, device=X.device) if center_grads else None
+    blocks = row_blocks(s, block_rows)
+    logger.debug("AGOP of %d outputs over %d samples in %d blocks", n_outputs, s, len(blocks))
+    for rows in blocks:
+        idx = sample[rows]
+        if K_rows is not None:
+            K_block = K_rows[rows]
+        else:
+            K_block = kernel_matrix(kernel, X[idx], X, M, bandwidth=bandwidth, exponent=exponent)
+        local = torch.arange(idx.shape[0], device=X.device)
+        if kernel == "product_laplace":
+            grads = _product_laplace_grads(K_block, XS, idx, coef, S, bandwidth, exponent)
+        else:
+            W = _radial_weights(kernel, K_block, bandwidth, exponent)
+            W[local, idx] = 0.0  # the self pair contributes no gradient
+            grads = _radial_grads(W, X, idx, coef, M)
+        # grads: (b, c, d); merge the sample and output axes for one Gram product.
+        if grad_sums is not None:
+            grad_sums += grads.sum(dim=0)
+        flat = grads.reshape(-1, d)
+        if diag:
+            G += flat.square().sum(dim=0)
+        else:
+            G.addmm_(flat.mT, flat)
+        del K_block, grads, flat
+    G /= s
+    if grad_sums is not None:
+        means = grad_sums / s
+        G -= means.square().sum(dim=0) if diag else means.mT @ means
+    return G
+
+
+def _radial_weights(kernel: str, K_block: torch.Tensor, bandwidth: float, exponent: float):
+    """``W_ij`` of the Laplace / Gaussian gradient, from the kernel values alone (a new block)."""
+    if kernel == "gaussian":
+        return K_block * (-1.0 / bandwidth**2)
+    # Laplace: d^p = -L log K, so d^(p - 2) = (-L log K)^((p - 2) / p); K = 0 gives 0, K = 1 (distance
+    # 0, the self pair or an exact duplicate) gives inf, zeroed below: its direction is undefined.
+    W = torch.log(K_block).mul_(-bandwidth)
+    if exponent == 1.0:
+        W.reciprocal_()
+    else:
+        W.pow_((exponent - 2.0) / exponent)
+    W.mul_(K_block).mul_(-exponent / bandwidth)
+    return W.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _radial_grads(W, X, idx, coef, M):
+    """Gradients ``M sum_j W_ij coef_jc (x_i - x_j)`` for the sample rows, shape (b, c, d)."""
+    WA = W @ coef  # (b, c)
+    X_b = X[idx]
+    out = torch.empty(idx.shape[0], coef.shape[1], X.shape[1], dtype=X.dtype, device=X.device)
+    # One output at a time keeps the temporaries at b x d and n x d (no n x c x d tensor).
+    for c in range(coef.shape[1]):
+        g = torch.mm(W, coef[:, c : c + 1] * X)
+        g.neg_().add_(X_b * WA[:, c : c + 1])
+        out[:, c] = _apply(g, M)
+    return out
+
+
+def _product_laplace_grads(K_block, XS, idx, coef, S, bandwidth, exponent):
+    """Gradients of the product-Laplace predictor, shape (b, c, d); one coordinate at a time."""
+    b, d = idx.shape[0], XS.shape[1]
+    H = torch.empty(b, coef.shape[1], d, dtype=XS.dtype, device=XS.device)
+    XS_b = XS[idx]
+    for k in range(d):
+        U = XS_b[:, k : k + 1] - XS[:, k]  # (b, n): u_ijk
+        if exponent == 1.0:
+            U.sign_()
+        else:
+            # sign(u) |u|^(p - 1); u = 0 (self pair, ties) has no defined derivative: 0.
+            T = U.abs().pow_(exponent - 1.0)
+            U = U.sign_().mul_(T).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            del T
+        U.mul_(K_block)
+        H[:, :, k] = U @ coef
+    H.mul_(-exponent / bandwidth)
+    return H if S is None else _apply(H, S)

@@ -1,0 +1,188 @@
+"""Terminal output: the only module that imports rich (tables, progress bars, error lines)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One line on stderr: ``error: MESSAGE (hint: ...)``."""
+    text = f"error: {message}" + (f" (hint: {hint})" if hint else "")
+    error_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    error_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def job_progress(total: int) -> Iterator[tuple[Callable, Callable]]:
+    """A progress bar over ``total`` jobs; yields (on_start(job), on_done(job, row)) callbacks."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failures]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=error_console, transient=False) as progress:
+        bar = progress.add_task("starting", total=total, failures="")
+        failed = 0
+
+        def on_start(job: Any) -> None:
+            progress.update(bar, description=f"{job.dataset} fold {job.fold} {job.model}")
+
+        def on_done(job: Any, row: dict) -> None:
+            nonlocal failed
+            if row.get("status") != "ok":
+                failed += 1
+            progress.update(bar, advance=1, failures=f"{failed} failed" if failed else "")
+
+        yield on_start, on_done
+        progress.update(bar, description="done")
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def frame_table(
+    frame: pd.DataFrame, title: str | None = None, columns: Sequence[str] | None = None
+) -> Table:
+    """A rich table of ``frame`` (all columns, or those named)."""
+    columns = list(columns or frame.columns)
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(column, justify="right" if numeric else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*(_cell(row[column]) for column in columns))
+    return table
+
+
+def show_table(frame: pd.DataFrame, title: str | None = None, columns: Sequence[str] | None = None):
+    console.print(frame_table(frame, title, columns))
+
+
+def leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> None:
+    """Print a leaderboard (see compare.leaderboard) as a ranked table."""
+    show_table(
+        board,
+        title=f"{title} ({int(board['datasets'].max())} datasets)" if len(board) else title,
+        columns=[c for c in board.columns if c != "datasets"],
+    )
+
+
+def comparison(result: Any) -> None:
+    """Print one task kind's comparison (see compare.stats.KindComparison): table, wins, tests."""
+    table = result.table.copy()
+    better = "higher" if result.greater_is_better else "lower"
+    table["mean metric [95% CI]"] = [
+        f"{_cell(m)} [{_cell(lo)}, {_cell(hi)}]"
+        for m, lo, hi in zip(table["mean_metric"], table["ci_low"], table["ci_high"], strict=True)
+    ]
+    # A model with any failed, timed-out or missing result is marked: its average is partial.
+    table["failures"] = [
+        f"{f} !" if f or c < n else str(f)
+        for f, c, n in zip(
+            table["failures"], table["datasets_completed"], table["datasets"], strict=True
+        )
+    ]
+    table["datasets completed"] = [
+        f"{c}/{n}" for c, n in zip(table["datasets_completed"], table["datasets"], strict=True)
+    ]
+    title = f"{result.kind}: {result.metric} ({better} is better), {result.n_datasets} datasets"
+    show_table(
+        table.rename(
+            columns={"mean_rank": "mean rank", "mean_normalized_score": "normalized score"}
+        ),
+        title=title,
+        columns=[
+            "rank",
+            "model",
+            "mean rank",
+            "mean metric [95% CI]",
+            "normalized score",
+            "wins",
+            "datasets completed",
+            "failures",
+        ],
+    )
+    info(
+        "  failed / missing on a dataset: ranked last, normalized score 0; "
+        "mean metric over completed datasets only (! = partial)"
+    )
+    rates = result.win_rate.map(lambda v: "-" if math.isnan(v) else f"{v:.2f}")
+    show_table(
+        rates.rename_axis("row beats column").reset_index(),
+        title=f"{result.kind}: win rate (ties count half)",
+    )
+    test = result.friedman
+    if test.ran:
+        info(
+            f"{test.name} test on {test.n_datasets} datasets, {test.n_models} models: "
+            f"chi2 = {test.statistic:.3f}, p = {test.p_value:.3g}: {test.note}"
+        )
+    else:
+        info(f"{test.name} test: {test.note}")
+    pairs = result.wilcoxon.copy()
+    if result.nemenyi is not None:
+        pairs["p_nemenyi"] = [
+            result.nemenyi.loc[a, b]
+            for a, b in zip(pairs["model_a"], pairs["model_b"], strict=True)
+        ]
+    pairs["verdict"] = ["significant" if s else "not significant" for s in pairs["significant"]]
+    show_table(
+        pairs,
+        title=f"{result.kind}: pairwise tests (Wilcoxon signed-rank, Holm-corrected; "
+        f"min_p = smallest p reachable with n datasets)",
+        columns=[
+            c
+            for c in (
+                "model_a",
+                "model_b",
+                "n",
+                "median_difference",
+                "p_value",
+                "p_holm",
+                "min_p",
+                "p_nemenyi",
+                "verdict",
+            )
+            if c in pairs.columns
+        ],
+    )
+    unreachable = pairs["min_p"] >= 0.05
+    if unreachable.any():
+        info(
+            f"  note: with {int(pairs.loc[unreachable, 'n'].max())} or fewer datasets a two-sided "
+            f"Wilcoxon test cannot reach p < 0.05; those pairs cannot be significant"
+        )

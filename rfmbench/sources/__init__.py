@@ -1,0 +1,55 @@
+"""Data sources: each turns a dataset reference from a suite into a Task.
+
+A source module exposes ``load(ref: DatasetRef, ctx: LoadContext) -> Task``; ``SOURCES`` maps the
+``source = "..."`` of a suite file to it. Sources are the only place that reads data files or the
+network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rfmbench.tasks import Task
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One dataset of a suite: its name and the source-specific fields of its suite entry."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a source needs besides the reference: outer folds, seed, and where data lives."""
+
+    folds: int = 5
+    seed: int = 0
+    cache_dir: Path | None = None
+    data_dir: Path | None = None
+    offline: bool = False
+    protocol: str = "default"
+
+
+Loader = Callable[[DatasetRef, LoadContext], Task]
+
+
+def get_loader(source: str) -> Loader:
+    """The ``load`` function of a source, imported lazily so optional sources cost nothing."""
+    from rfmbench.errors import unknown
+
+    if source == "embedded":
+        from rfmbench.sources.embedded import load
+    elif source == "openml":
+        from rfmbench.sources.openml import load
+    elif source == "uci121":
+        from rfmbench.sources.uci121 import load
+    elif source == "local":
+        from rfmbench.sources.local import load
+    else:
+        raise unknown("source", source, ["embedded", "openml", "uci121", "local"])
+    return load

@@ -1,0 +1,205 @@
+"""Hyperparameter tuning: inner K-fold cross-validation on the outer training fold only.
+
+Candidates are the model's defaults first, then a seeded random sample of its search space (or the
+whole grid when the space is a grid no larger than the budget). Every candidate gets a record, like
+scikit-learn's ``cv_results_``; failed candidates are counted, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
+
+from rfmbench.models.spec import ModelSpec
+from rfmbench.tasks import TaskKind
+
+
+@dataclass
+class Candidate:
+    """One configuration and its inner-CV outcome."""
+
+    params: dict[str, Any]
+    fold_scores: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    error: str | None = None
+    refit_hints: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def mean_score(self) -> float:
+        return (
+            float(np.mean(self.fold_scores)) if self.fold_scores and not self.error else -math.inf
+        )
+
+
+@dataclass
+class TuningResult:
+    """The chosen configuration, its inner-CV score and every candidate tried."""
+
+    best_params: dict[str, Any]
+    best_score: float
+    candidates: list[Candidate]
+    refit_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(c.error is not None for c in self.candidates)
+
+
+def candidate_configs(spec: ModelSpec, budget: int, seed: int) -> list[dict[str, Any]]:
+    """The defaults, then up to ``budget - 1`` distinct configurations drawn from the space."""
+    space = dict(spec.space)
+    if not space or budget <= 1:
+        return [dict(spec.defaults)]
+    is_grid = all(isinstance(axis, list | tuple) for axis in space.values())
+    if is_grid and len(ParameterGrid(space)) < budget:  # the defaults and the whole grid fit
+        drawn = list(ParameterGrid(space))
+    else:
+        # One more than needed, so that a draw equal to the defaults does not shrink the budget.
+        drawn = list(ParameterSampler(space, n_iter=budget, random_state=seed))
+        # Shuffled: drawing a whole grid keeps its order, and the last draw may be cut below.
+        drawn = [drawn[i] for i in np.random.default_rng(seed).permutation(len(drawn))]
+    configs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for params in [{}, *drawn]:
+        config = {**spec.defaults, **_plain(params)}
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            configs.append(config)
+    return configs[:budget]
+
+
+def inner_splits(y: np.ndarray, kind: TaskKind, folds: int, seed: int) -> list[tuple]:
+    """Seeded inner folds over the outer training rows, stratified for classification."""
+    if kind == "classification":
+        smallest = int(np.bincount(y).min()) if len(y) else 0
+        if smallest >= folds:
+            splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            return list(splitter.split(np.zeros(len(y)), y))
+    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y))))
+
+
+def inner_cv_score(
+    spec: ModelSpec,
+    kind: TaskKind,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    splits: list[tuple],
+    *,
+    device: str,
+    seed: int,
+    n_jobs: int,
+    validation_is_given: bool = False,
+) -> Candidate:
+    """Fit ``params`` on each inner training part and score it on the held-out part.
+
+    The score is accuracy for classification and minus the mean squared error (on the standardized
+    target) for regression, so larger is always better. With ``validation_is_given`` the held-out
+    part is also passed to ``fit`` as ``X_val, y_val`` (the paper's protocol selects the iteration
+    on the same validation split it scores), else a model carves its own validation split.
+    """
+    candidate = Candidate(params=params)
+    start = time.perf_counter()
+    try:
+        for train, valid in splits:
+            model = spec.build(kind, params, device=device, seed=seed, n_jobs=n_jobs)
+            if validation_is_given:
+                model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
+            else:
+                model.fit(X[train], y[train])
+            if spec.refit_params is not None:
+                candidate.refit_hints.append(spec.refit_params(model))
+            predicted = model.predict(X[valid])
+            if kind == "classification":
+                score = float(np.mean(predicted == y[valid]))
+            else:
+                score = -float(np.mean((np.asarray(predicted, dtype=float) - y[valid]) ** 2))
+            if not math.isfinite(score):
+                raise FloatingPointError("non-finite validation score")
+            candidate.fold_scores.append(score)
+    except Exception as exc:  # a failing configuration is data: record it and go on
+        candidate.error = f"{type(exc).__name__}: {exc}"
+    candidate.fit_seconds = time.perf_counter() - start
+    return candidate
+
+
+def tune(
+    spec: ModelSpec,
+    kind: TaskKind,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    inner_folds: int,
+    budget: int,
+    seed: int,
+    device: str = "cpu",
+    n_jobs: int = 1,
+    splits: list[tuple] | None = None,
+    paper: bool = False,
+) -> TuningResult:
+    """Pick the configuration with the best mean inner-CV score; raise if every candidate failed.
+
+    ``splits`` replaces the inner K folds by given (train, validation) index pairs. ``paper``
+    searches the model's whole ``paper_space`` grid on those splits, as the RFM paper's protocol
+    does, and lets the model select its iteration on the given validation rows.
+    """
+    if splits is None:
+        splits = inner_splits(y, kind, inner_folds, seed)
+    if paper and spec.paper_space is not None:
+        configs = [{**spec.defaults, **_plain(p)} for p in ParameterGrid(dict(spec.paper_space))]
+    else:
+        configs = candidate_configs(spec, budget, seed)
+    candidates = [
+        inner_cv_score(
+            spec,
+            kind,
+            params,
+            X,
+            y,
+            splits,
+            device=device,
+            seed=seed,
+            n_jobs=n_jobs,
+            validation_is_given=paper,
+        )
+        for params in configs
+    ]
+    best = max(candidates, key=lambda c: c.mean_score)
+    if best.error is not None:
+        raise RuntimeError(f"all {len(candidates)} configurations failed; first: {best.error}")
+    return TuningResult(
+        best_params=best.params,
+        best_score=best.mean_score,
+        candidates=candidates,
+        refit_params=_median_hints(best.refit_hints),
+    )
+
+
+def _median_hints(hints: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine the inner folds' refit hints: the median of numbers (an int stays an int)."""
+    if not hints:
+        return {}
+    combined: dict[str, Any] = {}
+    for key in hints[0]:
+        values = [hint[key] for hint in hints]
+        if all(isinstance(v, bool) for v in values) or not all(
+            isinstance(v, int | float) for v in values
+        ):
+            combined[key] = values[0]
+        elif all(isinstance(v, int) for v in values):
+            combined[key] = int(round(float(np.median(values))))
+        else:
+            combined[key] = float(np.median(values))
+    return combined
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> Python scalars, so configurations serialize to JSON and compare equal."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}

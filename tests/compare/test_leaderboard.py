@@ -1,0 +1,164 @@
+"""The leaderboard on a small example whose ranks, scores and wins are worked out by hand.
+
+Three datasets x three models, two folds each:
+
+    d1 (classification)  A 0.9/0.8 -> 0.85   B 0.7/0.7 -> 0.70   C 0.85/0.85 -> 0.85  (A, C tie)
+    d2 (classification)  A 0.6/0.6 -> 0.60   B 0.9/0.9 -> 0.90   C failed on both folds
+    d3 (regression, R2)  A 0.5/0.5 -> 0.50   B 0.8/0.8 -> 0.80   C 0.3/0.3 -> 0.30
+
+The d1 tie is exact only up to float noise: (0.9 + 0.8) / 2 != 0.85 in floating point.
+d3/A fold 0 was first written with R2 -1.0, d3/B fold 1 first failed; both were retried later, and
+the later row wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rfmbench.compare.leaderboard import (
+    dataset_ranks,
+    dataset_scores,
+    latest_rows,
+    leaderboard,
+    normalized_scores,
+)
+
+SCORES = {
+    ("d1", "A"): [0.9, 0.8],
+    ("d1", "B"): [0.7, 0.7],
+    ("d1", "C"): [0.85, 0.85],
+    ("d2", "A"): [0.6, 0.6],
+    ("d2", "B"): [0.9, 0.9],
+    ("d2", "C"): [None, None],  # failed
+    ("d3", "A"): [0.5, 0.5],
+    ("d3", "B"): [0.8, 0.8],
+    ("d3", "C"): [0.3, 0.3],
+}
+KINDS = {"d1": "classification", "d2": "classification", "d3": "regression"}
+
+
+def row(dataset: str, model: str, fold: int, score: float | None) -> dict:
+    kind = KINDS[dataset]
+    metric = "accuracy" if kind == "classification" else "r2"
+    return {
+        "dataset": dataset,
+        "task_kind": kind,
+        "fold": fold,
+        "model": model,
+        "status": "failed" if score is None else "ok",
+        "error": "RuntimeError: boom" if score is None else "",
+        "accuracy": np.nan,
+        "r2": np.nan,
+        "log_loss": np.nan,
+        metric: np.nan if score is None else score,
+        # log loss, smaller is better, ordered against accuracy on purpose (for metric=...)
+        **({"log_loss": 1.0 - score} if kind == "classification" and score is not None else {}),
+    }
+
+
+@pytest.fixture
+def results() -> pd.DataFrame:
+    early = [row("d3", "A", 0, -1.0), row("d3", "B", 1, None)]  # superseded by later rows
+    rows = [
+        row(dataset, model, fold, score)
+        for (dataset, model), scores in SCORES.items()
+        for fold, score in enumerate(scores)
+    ]
+    return pd.DataFrame(early + rows)
+
+
+EXPECTED_SCORES = pd.DataFrame(
+    {"A": [0.85, 0.6, 0.5], "B": [0.7, 0.9, 0.8], "C": [0.85, np.nan, 0.3]},
+    index=["d1", "d2", "d3"],
+)
+EXPECTED_RANKS = pd.DataFrame(
+    {"A": [1.5, 2.0, 2.0], "B": [3.0, 1.0, 1.0], "C": [1.5, 3.0, 3.0]}, index=["d1", "d2", "d3"]
+)
+
+
+def test_latest_rows_keep_the_last_written(results: pd.DataFrame) -> None:
+    latest = latest_rows(results)
+    assert len(latest) == 18
+    d3 = latest[latest["dataset"] == "d3"].set_index(["model", "fold"])
+    assert d3.loc[("A", 0), "r2"] == 0.5
+    assert d3.loc[("B", 1), "status"] == "ok"
+
+
+def test_dataset_scores_average_the_ok_folds(results: pd.DataFrame) -> None:
+    scores = dataset_scores(results)
+    pd.testing.assert_frame_equal(
+        scores, EXPECTED_SCORES, check_names=False, check_index_type=False
+    )
+
+
+def test_dataset_scores_for_a_named_metric(results: pd.DataFrame) -> None:
+    classification = results[results["task_kind"] == "classification"]
+    scores = dataset_scores(classification, metric="log_loss")
+    expected = 1.0 - EXPECTED_SCORES.loc[["d1", "d2"]]
+    pd.testing.assert_frame_equal(scores, expected, check_names=False)
+
+
+def test_ranks_by_hand_with_a_tie_and_a_failure_last() -> None:
+    ranks = dataset_ranks(EXPECTED_SCORES)
+    pd.testing.assert_frame_equal(ranks, EXPECTED_RANKS, check_names=False)
+
+
+def test_ranks_when_smaller_is_better() -> None:
+    losses = 1.0 - EXPECTED_SCORES  # the same order as the scores, by construction
+    pd.testing.assert_frame_equal(dataset_ranks(losses, False), EXPECTED_RANKS)
+    per_dataset = pd.Series([False, False, False], index=losses.index)
+    pd.testing.assert_frame_equal(dataset_ranks(losses, per_dataset), EXPECTED_RANKS)
+
+
+def test_normalized_scores_span_zero_to_one() -> None:
+    greater = pd.Series(True, index=EXPECTED_SCORES.index)
+    normalized = normalized_scores(EXPECTED_SCORES, greater)
+    expected = pd.DataFrame(
+        {"A": [1.0, 0.0, 0.4], "B": [0.0, 1.0, 1.0], "C": [1.0, 0.0, 0.0]},
+        index=["d1", "d2", "d3"],
+    )
+    pd.testing.assert_frame_equal(normalized, expected, atol=1e-12)
+    # smaller-is-better flips the scale: the lowest loss is 1
+    flipped = normalized_scores(-EXPECTED_SCORES, ~greater)
+    pd.testing.assert_frame_equal(flipped, expected, atol=1e-12)
+
+
+def test_normalized_scores_when_every_model_ties_or_fails() -> None:
+    scores = pd.DataFrame(
+        {"A": [0.5, np.nan, 0.7], "B": [0.5, np.nan, np.nan]}, index=["tie", "none", "one"]
+    )
+    normalized = normalized_scores(scores, pd.Series(True, index=scores.index))
+    expected = pd.DataFrame({"A": [1.0, 0.0, 1.0], "B": [1.0, 0.0, 0.0]}, index=scores.index)
+    pd.testing.assert_frame_equal(normalized, expected)
+
+
+def test_leaderboard(results: pd.DataFrame) -> None:
+    board = leaderboard(results).set_index("model")
+    assert board.index.tolist() == ["B", "A", "C"]  # by mean rank: 5/3, 11/6, 5/2
+    assert board["rank"].tolist() == [1, 2, 3]
+    assert board.loc["B", "mean_rank"] == pytest.approx(5 / 3)
+    assert board.loc["A", "mean_rank"] == pytest.approx(11 / 6)
+    assert board.loc["C", "mean_rank"] == pytest.approx(5 / 2)
+    assert board["wins"].to_dict() == {"B": 2, "A": 1, "C": 1}  # the d1 tie is a win for both
+    assert board["datasets_completed"].to_dict() == {"B": 3, "A": 3, "C": 2}
+    assert board["failures"].to_dict() == {"B": 0, "A": 0, "C": 2}  # the retried B row is not
+    assert board["datasets"].tolist() == [3, 3, 3]
+    assert board["mean_accuracy"].to_dict() == pytest.approx({"B": 0.8, "A": 0.725, "C": 0.85})
+    assert board["mean_r2"].to_dict() == pytest.approx({"B": 0.8, "A": 0.5, "C": 0.3})
+    assert board["mean_normalized_score"].to_dict() == pytest.approx(
+        {"B": 2 / 3, "A": 1.4 / 3, "C": 1 / 3}
+    )
+
+
+def test_a_model_that_failed_everywhere_is_ranked_last_not_dropped(results) -> None:
+    failed = pd.DataFrame([row(d, "Z", f, None) for d in KINDS for f in (0, 1)])
+    board = leaderboard(pd.concat([results, failed])).set_index("model")
+    assert board.index[-1] == "Z"
+    # last on d1 and d3 (4), tied last with C on d2 (3.5)
+    assert board.loc["Z", "mean_rank"] == pytest.approx((4 + 3.5 + 4) / 3)
+    assert board.loc["Z", "wins"] == 0
+    assert board.loc["Z", "datasets_completed"] == 0
+    assert board.loc["Z", "failures"] == 6
+    assert board.loc["Z", "mean_normalized_score"] == 0.0

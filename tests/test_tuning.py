@@ -1,0 +1,221 @@
+"""Tuning: candidates (defaults first, seeded, within budget), stratified inner folds, selection."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import Ridge
+
+from rfmbench.models.spec import ModelSpec
+from rfmbench.tuning import candidate_configs, inner_cv_score, inner_splits, tune
+
+
+def continuous(spec: ModelSpec) -> ModelSpec:
+    """The spec with a continuous space, which is sampled rather than enumerated."""
+    space = {"penalty": stats.loguniform(1e-4, 1e4), "unused": [1, 2, 3]}
+    return dataclasses.replace(spec, space=space, defaults={"penalty": 1.0, "unused": 0})
+
+
+@pytest.mark.parametrize("budget", [1, 2, 5, 20])
+def test_candidates_start_with_the_defaults_and_respect_the_budget(tiny_spec, budget) -> None:
+    spec = continuous(tiny_spec)
+    configs = candidate_configs(spec, budget, seed=0)
+    assert configs[0] == dict(spec.defaults)
+    assert len(configs) == budget
+    keys = {json.dumps(c, sort_keys=True) for c in configs}  # plain Python values, all distinct
+    assert len(keys) == len(configs)
+    assert all(type(c["penalty"]) is float for c in configs)
+    assert all(1e-4 <= c["penalty"] <= 1e4 for c in configs[1:])
+
+
+def test_candidates_are_seeded(tiny_spec) -> None:
+    spec = continuous(tiny_spec)
+    assert candidate_configs(spec, 6, seed=3) == candidate_configs(spec, 6, seed=3)
+    assert candidate_configs(spec, 6, seed=3) != candidate_configs(spec, 6, seed=4)
+
+
+@pytest.mark.parametrize("budget", [5, 6, 50])
+def test_a_grid_smaller_than_the_budget_is_enumerated(tiny_spec, budget) -> None:
+    configs = candidate_configs(tiny_spec, budget, seed=0)
+    grid = [{"penalty": p} for p in tiny_spec.space["penalty"]]
+    assert configs == [{"penalty": 1.0}, *grid]  # defaults (not in the grid), then every point
+
+
+def test_a_grid_that_fits_only_without_the_defaults_is_sampled(tiny_spec) -> None:
+    # 4 grid points + defaults > budget 4: three points are drawn, not always the first three
+    grid = set(tiny_spec.space["penalty"])
+    left_out = set()
+    for seed in range(8):
+        configs = candidate_configs(tiny_spec, 4, seed=seed)
+        assert configs[0] == {"penalty": 1.0} and len(configs) == 4
+        drawn = {c["penalty"] for c in configs[1:]}
+        assert len(drawn) == 3 and drawn < grid
+        left_out |= grid - drawn
+    assert len(left_out) > 1
+
+
+def test_a_grid_containing_the_defaults_lists_them_once(tiny_spec) -> None:
+    spec = dataclasses.replace(tiny_spec, defaults={"penalty": 1e-1})
+    configs = candidate_configs(spec, 10, seed=0)
+    assert configs[0] == {"penalty": 1e-1}
+    assert sorted(c["penalty"] for c in configs) == sorted(tiny_spec.space["penalty"])
+
+
+def test_a_grid_larger_than_the_budget_is_sampled(tiny_spec) -> None:
+    spec = dataclasses.replace(tiny_spec, space={"penalty": list(np.logspace(-3, 3, 30))})
+    configs = candidate_configs(spec, 4, seed=0)
+    assert len(configs) == 4 and configs[0] == {"penalty": 1.0}
+    assert all(c["penalty"] in spec.space["penalty"] for c in configs[1:])
+    assert configs == candidate_configs(spec, 4, seed=0)
+
+
+def test_an_empty_space_gives_the_defaults_only(tiny_spec) -> None:
+    spec = dataclasses.replace(tiny_spec, space={})
+    assert candidate_configs(spec, 10, seed=0) == [{"penalty": 1.0}]
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+def test_inner_splits_are_stratified_for_classification(folds: int) -> None:
+    y = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], [30, 15, 9]))
+    splits = inner_splits(y, "classification", folds, seed=1)
+    assert len(splits) == folds
+    valid = np.concatenate([v for _, v in splits])
+    np.testing.assert_array_equal(np.sort(valid), np.arange(len(y)))
+    for train, v in splits:
+        assert len(np.intersect1d(train, v)) == 0 and len(train) + len(v) == len(y)
+        for label, count in enumerate(np.bincount(y)):
+            assert abs(np.sum(y[v] == label) - count / folds) <= 1
+    assert [v.tolist() for _, v in splits] == [
+        v.tolist() for _, v in inner_splits(y, "classification", folds, seed=1)
+    ]
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_inner_splits_fall_back_to_plain_kfold(kind: str) -> None:
+    # classification with a class rarer than the folds cannot be stratified; regression never is
+    y = np.array([0] * 10 + [1] * 2) if kind == "classification" else np.linspace(0, 1, 12)
+    splits = inner_splits(y, kind, 3, seed=0)
+    valid = np.concatenate([v for _, v in splits])
+    np.testing.assert_array_equal(np.sort(valid), np.arange(12))
+
+
+def hand_cv_mse(X, y, alpha, splits) -> float:
+    losses = []
+    for train, valid in splits:
+        predicted = Ridge(alpha=alpha).fit(X[train], y[train]).predict(X[valid])
+        losses.append(np.mean((predicted - y[valid]) ** 2))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize(("target", "winner"), [("noise", 1e3), ("signal", 1e-3)])
+def test_tuning_picks_the_regularization_the_data_call_for(tiny_spec, target, winner) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 20))
+    y = rng.normal(size=60) if target == "noise" else X @ rng.normal(size=20)
+    result = tune(tiny_spec, "regression", X, y, inner_folds=3, budget=10, seed=0)
+    assert result.best_params == {"penalty": winner}
+    assert len(result.candidates) == 5 and result.n_failed == 0
+    splits = inner_splits(y, "regression", 3, seed=0)
+    assert result.best_score == pytest.approx(-hand_cv_mse(X, y, winner, splits))
+    for candidate in result.candidates:
+        expected = -hand_cv_mse(X, y, candidate.params["penalty"], splits)
+        assert candidate.mean_score == pytest.approx(expected)
+        assert len(candidate.fold_scores) == 3
+
+
+def test_classification_score_is_inner_accuracy(tiny_spec, classification_task) -> None:
+    from rfmbench.preprocessing import prepare_fold
+
+    task = classification_task
+    split = task.splits[0]
+    fold = prepare_fold(task.X, task.y, task.categorical, task.kind, split.train, split.test)
+    result = tune(tiny_spec, task.kind, fold.X_train, fold.y_train, inner_folds=3, budget=5, seed=0)
+    splits = inner_splits(fold.y_train, task.kind, 3, seed=0)
+    best = result.best_params
+    model_scores = []
+    for train, valid in splits:
+        model = tiny_spec.build(task.kind, best, seed=0, n_jobs=1)
+        model.fit(fold.X_train[train], fold.y_train[train])
+        model_scores.append(np.mean(model.predict(fold.X_train[valid]) == fold.y_train[valid]))
+    assert result.best_score == pytest.approx(np.mean(model_scores))
+    assert result.best_score == max(c.mean_score for c in result.candidates)
+
+
+def test_the_defaults_win_a_tie(tiny_spec) -> None:
+    spec = dataclasses.replace(
+        tiny_spec, space={"penalty": [1.0], "unused": [1, 2, 3]}, defaults={"penalty": 1.0}
+    )
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    result = tune(spec, "regression", X, y, inner_folds=3, budget=10, seed=0)
+    assert len(result.candidates) == 4
+    assert result.best_params == {"penalty": 1.0}  # "unused" tied everywhere: defaults first
+
+
+def test_a_failing_candidate_is_recorded_and_counted(tiny_spec, task) -> None:
+    from rfmbench.preprocessing import prepare_fold
+
+    kind = task.kind
+    split = task.splits[0]
+    fold = prepare_fold(task.X, task.y, task.categorical, task.kind, split.train, split.test)
+    spec = dataclasses.replace(tiny_spec, space={"penalty": [-1.0, 0.1, 10.0]})
+    result = tune(spec, kind, fold.X_train, fold.y_train, inner_folds=3, budget=10, seed=0)
+    assert result.n_failed == 1
+    (failed,) = [c for c in result.candidates if c.error]
+    assert failed.params == {"penalty": -1.0}
+    assert "InvalidParameterError" in failed.error and (
+        "C" in failed.error or "alpha" in failed.error
+    )
+    assert failed.mean_score == -math.inf
+    assert result.best_params["penalty"] != -1.0
+    assert math.isfinite(result.best_score)
+
+
+def test_every_candidate_failing_raises(tiny_spec) -> None:
+    spec = dataclasses.replace(
+        tiny_spec, space={"penalty": [-2.0, -3.0]}, defaults={"penalty": -1.0}
+    )
+    rng = np.random.default_rng(0)
+    with pytest.raises(RuntimeError, match="all 3 configurations failed; first: .*alpha"):
+        tune(
+            spec,
+            "regression",
+            rng.normal(size=(30, 3)),
+            rng.normal(size=30),
+            inner_folds=3,
+            budget=5,
+            seed=0,
+        )
+
+
+class NaNRegressor(RegressorMixin, BaseEstimator):
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), np.nan)
+
+
+def test_a_non_finite_validation_score_is_a_failure(tiny_spec) -> None:
+    spec = dataclasses.replace(tiny_spec, build=lambda kind, params, **_: NaNRegressor())
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    candidate = inner_cv_score(
+        spec,
+        "regression",
+        {"penalty": 1.0},
+        X,
+        y,
+        inner_splits(y, "regression", 3, 0),
+        device="cpu",
+        seed=0,
+        n_jobs=1,
+    )
+    assert candidate.error == "FloatingPointError: non-finite validation score"
+    assert candidate.mean_score == -math.inf
