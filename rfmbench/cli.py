@@ -105,7 +105,29 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option(help="On resume, rerun jobs whose rows are failed or timeout.")
     ] = False,
-    jobs: Annotated[int, typer.Option(help="Jobs run at once, each in its own process.")] = 1,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Jobs run at once, each in its own process (1: in this process; 0: as many as "
+            "fit the cores, or one per GPU). Results do not depend on it."
+        ),
+    ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="Threads per job (torch, BLAS, forest), the same under every executor so the "
+            "rows are too."
+        ),
+    ] = 1,
+    executor: Annotated[
+        str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join, e.g. HEAD:6379 (default: a Ray runtime on this machine)."
+        ),
+    ] = None,
     time_limit: Annotated[
         float | None,
         typer.Option(help="Seconds per job; a job over it becomes a `timeout` row."),
@@ -148,8 +170,16 @@ def run(
             device=device,
             run_id=run_id,
             protocol=protocol,
+            n_jobs=threads,
         )
-        executor = make_executor(jobs=jobs, time_limit=time_limit, device=plan.config.device)
+        runner = make_executor(
+            jobs=jobs,
+            time_limit=time_limit,
+            device=plan.config.device,
+            executor=executor,
+            ray_address=ray_address,
+            threads=plan.config.n_jobs,
+        )
         todo = pending_jobs(plan, out, retry_failed)
         render.info(
             f"run {plan.config.run_id}: {len(plan.tasks)} datasets, "
@@ -161,7 +191,7 @@ def run(
                 path = run_plan(
                     plan,
                     out,
-                    executor=executor,
+                    executor=runner,
                     retry_failed=retry_failed,
                     on_start=on_start,
                     on_done=on_done,

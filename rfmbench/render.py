@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -71,7 +72,7 @@ def _cell(value: Any, digits: int = 4) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value)
+    return escape(str(value))  # cells are data, not markup: keep "rfmbench[gbdt]" intact
 
 
 def frame_table(

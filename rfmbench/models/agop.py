@@ -16,8 +16,9 @@ with, writing ``W_ij`` for a kernel-specific weight,
 (``L`` the bandwidth, ``p`` the exponent). The sum over ``j`` splits into matrix products,
 ``x_i (W coef)_ic - (W (coef_c * X))_i``, so no ``s x n x d`` tensor is ever formed. The self pair
 ``x_j = x_i`` contributes nothing (its gradient is 0/0 for the Laplace kernels, 0 for the Gaussian):
-those entries of ``W`` are zeroed by index. When the kernel matrix ``K`` of the solve is passed, its rows
-are reused: for the Laplace kernel ``d_ij^p = -L log K_ij``, so ``W`` needs no distance recomputation.
+those entries of ``W`` are zeroed by index. ``W`` is a function of the kernel values alone (for the
+Laplace kernel ``d_ij^p = -L log K_ij``), so the kernel rows of the sample, when kept from the solve
+(``K_rows``), are reused as they are; otherwise they are recomputed block by block.
 """
 
 from __future__ import annotations
@@ -117,13 +118,14 @@ def agop(
             K_block = K_rows[rows]
         else:
             K_block = kernel_matrix(kernel, X[idx], X, M, bandwidth=bandwidth, exponent=exponent)
-        local = torch.arange(idx.shape[0], device=X.device)
+        local = torch.arange(len(idx), device=X.device)
         if kernel == "product_laplace":
             grads = _product_laplace_grads(K_block, XS, idx, coef, S, bandwidth, exponent)
         else:
-            W = _radial_weights(kernel, K_block, bandwidth, exponent)
-            W[local, idx] = 0.0  # the self pair contributes no gradient
-            grads = _radial_grads(W, X, idx, coef, M)
+            W, scale = _radial_weights(kernel, K_block, bandwidth, exponent)
+            if W is not K_block:
+                W[local, idx] = 0.0  # the self pair contributes no gradient
+            grads = _radial_grads(W, X, idx, coef * scale, M)
         # grads: (b, c, d); merge the sample and output axes for one Gram product.
         if grad_sums is not None:
             grad_sums += grads.sum(dim=0)
@@ -140,19 +142,23 @@ def agop(
     return G
 
 
-def _radial_weights(kernel: str, K_block: torch.Tensor, bandwidth: float, exponent: float):
-    """``W_ij`` of the Laplace / Gaussian gradient, from the kernel values alone (a new block)."""
+def _radial_weights(kernel, K_block, bandwidth, exponent):
+    """``W_ij / scale`` of the Laplace / Gaussian gradient from the kernel values alone, and ``scale``.
+
+    The constant ``scale`` is applied to the coefficients instead of the ``b x n`` block.
+    """
     if kernel == "gaussian":
-        return K_block * (-1.0 / bandwidth**2)
-    # Laplace: d^p = -L log K, so d^(p - 2) = (-L log K)^((p - 2) / p); K = 0 gives 0, K = 1 (distance
-    # 0, the self pair or an exact duplicate) gives inf, zeroed below: its direction is undefined.
-    W = torch.log(K_block).mul_(-bandwidth)
+        return K_block, -1.0 / bandwidth**2  # the self pair adds x_i - x_i = 0: nothing to mask
+    # Laplace: d^p = -L log K. With p = 1, W = -(1 / L) K / d = K / (L^2 log K). K = 0 gives 0; K = 1
+    # (distance 0: the self pair or an exact duplicate, direction undefined) gives inf, zeroed.
+    W = torch.log(K_block)
     if exponent == 1.0:
-        W.reciprocal_()
+        torch.div(K_block, W, out=W)
+        scale = 1.0 / bandwidth**2
     else:
-        W.pow_((exponent - 2.0) / exponent)
-    W.mul_(K_block).mul_(-exponent / bandwidth)
-    return W.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        W.mul_(-bandwidth).pow_((exponent - 2.0) / exponent).mul_(K_block)
+        scale = -exponent / bandwidth
+    return W.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0), scale
 
 
 def _radial_grads(W, X, idx, coef, M):

@@ -455,12 +455,12 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
     The parameters are those of `RFMRegressor`; the iteration is selected by validation accuracy
     (split stratified by class when every class has at least 2 rows).
 
-    Scores and probabilities: the one-hot regression outputs ``s`` (one per class; no
-    ``decision_function``, whose binary convention is a single column). ``predict_proba`` maps them to ``p_k = max(s_k, eps) / sum_j max(s_j, eps)`` with
-    ``eps = 1e-3`` (as xRFM): deterministic, rows sum to 1, every probability is at least
-    ``eps / (K max(1, max s))``-ish and positive, so log loss stays finite. ``predict`` is the class
-    of the largest probability, which is the largest score except when every score is below
-    ``eps`` (then the first class).
+    Scores and probabilities: the one-hot regression outputs ``s`` (one per class; there is no
+    ``decision_function``, whose binary convention is a single column) map to probabilities
+    ``p_k = max(s_k, eps) / sum_j max(s_j, eps)`` with ``eps = 1e-3`` (as xRFM does): deterministic,
+    each row sums to 1 and every probability is at least ``eps / sum_j max(s_j, eps) > 0``, so the
+    log loss is finite. ``predict`` is the class of the largest probability: the largest score,
+    except when every score is below ``eps`` (then the first class).
 
     Attributes
     ----------

@@ -4,16 +4,22 @@
 - ``LocalExecutor``: ``jobs`` worker processes on this machine. A job over its time limit becomes a
   ``timeout`` row and its worker is replaced; a worker that dies turns its job into a ``failed`` row.
   With a CUDA device, each worker is pinned to one GPU.
+- ``RayExecutor`` (``rfmbench.runner.ray_executor``, imported only when asked for): Ray tasks.
+
+Every executor runs each job with the same fixed thread count, ``config.n_jobs`` (torch, BLAS and
+the forest), whatever the number of workers: the order of float sums depends on the thread count,
+so this is what makes a row the same under ``--jobs 1``, ``--jobs 8`` or Ray.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -38,26 +44,47 @@ class Executor(Protocol):
     ) -> None: ...
 
 
+@contextlib.contextmanager
+def job_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` threads in torch and the BLAS / OpenMP libraries."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SerialExecutor:
     """Run jobs one by one in this process."""
 
     def run(self, jobs, tasks, config, on_start, on_result) -> None:
         for job in jobs:
             on_start(job)
-            on_result(job, run_job(job, tasks[job.dataset], config))
+            with job_threads(config.n_jobs):
+                row = run_job(job, tasks[job.dataset], config)
+            on_result(job, row)
 
 
-def _worker(inbox: Any, outbox: Any, threads: int, env: dict[str, str]) -> None:
+def _worker(inbox: Any, outbox: Any, env: dict[str, str], device: str | None) -> None:
+    """A worker's loop; ``device`` is the GPU it was pinned to, as the driver numbers it."""
     os.environ.update(env)
-    import torch
-
-    torch.set_num_threads(threads)
     while True:
         item = inbox.get()
         if item is None:
             return
         job, task, config = item
-        outbox.put((job.key, run_job(job, task, config)))
+        outbox.put((job.key, None))  # started: the time limit counts from here, not from spawn
+        with job_threads(config.n_jobs):
+            row = run_job(job, task, config)
+        if device is not None:
+            row["device"] = device  # the worker sees its GPU as cuda:0; record which one it is
+        outbox.put((job.key, row))
 
 
 @dataclass
@@ -68,7 +95,7 @@ class _Slot:
     process: Any = None
     inbox: Any = None
     job: Job | None = None
-    started: float = 0.0
+    started: float | None = None  # when the worker took the job (None: not yet)
 
 
 class LocalExecutor:
@@ -81,16 +108,21 @@ class LocalExecutor:
         self._context = mp.get_context("spawn")  # fork is unsafe once torch has started threads
 
     def _start(self, slot: _Slot, outbox: Any) -> None:
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        env = {"CUDA_VISIBLE_DEVICES": str(slot.index % self.gpus)} if self.gpus else {}
+        env, device = {}, None
+        if self.gpus:
+            gpu = slot.index % self.gpus
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(i) for i in range(self.gpus)]
+            env, device = {"CUDA_VISIBLE_DEVICES": ids[gpu]}, f"cuda:{gpu}"
         slot.inbox = self._context.Queue()
         slot.process = self._context.Process(
-            target=_worker, args=(slot.inbox, outbox, threads, env), daemon=True
+            target=_worker, args=(slot.inbox, outbox, env, device), daemon=True
         )
         slot.process.start()
         slot.job = None
 
     def run(self, jobs, tasks, config, on_start, on_result) -> None:
+        # config.n_jobs (threads per job) is left as planned: changing it would change the rows.
         if self.gpus:
             config = replace(config, device="cuda:0")  # each worker sees only its own GPU
         outbox = self._context.Queue()
@@ -102,7 +134,7 @@ class LocalExecutor:
             while pending or any(slot.job for slot in slots):
                 for slot in slots:
                     if slot.job is None and pending:
-                        slot.job, slot.started = pending.pop(0), time.monotonic()
+                        slot.job, slot.started = pending.pop(0), None
                         on_start(slot.job)
                         slot.inbox.put((slot.job, tasks[slot.job.dataset], config))
                 self._collect(slots, outbox, on_result)
@@ -111,9 +143,11 @@ class LocalExecutor:
             for slot in slots:
                 if slot.process is not None and slot.process.is_alive():
                     slot.process.kill()
+                if slot.inbox is not None:
+                    slot.inbox.cancel_join_thread()  # a job no dead worker will read must not block exit
 
     def _collect(self, slots, outbox, on_result) -> None:
-        """Hand over every row that has arrived (waiting briefly for the first)."""
+        """Note jobs started and hand over every row that has arrived (waiting briefly)."""
         timeout = 0.2
         while True:
             try:
@@ -122,7 +156,11 @@ class LocalExecutor:
                 return
             timeout = 0.0
             for slot in slots:
-                if slot.job is not None and slot.job.key == key:
+                if slot.job is None or slot.job.key != key:
+                    continue
+                if row is None:
+                    slot.started = time.monotonic()
+                else:
                     job, slot.job = slot.job, None
                     on_result(job, row)
 
@@ -131,8 +169,11 @@ class LocalExecutor:
         for slot in slots:
             if slot.job is None:
                 continue
-            elapsed = time.monotonic() - slot.started
-            over = self.time_limit is not None and elapsed > self.time_limit
+            over = (
+                self.time_limit is not None
+                and slot.started is not None
+                and time.monotonic() - slot.started > self.time_limit
+            )
             if not over and slot.process.is_alive():
                 continue
             if over:
@@ -141,26 +182,53 @@ class LocalExecutor:
             else:
                 status, reason = "failed", f"worker died (exit code {slot.process.exitcode})"
             slot.process.join(timeout=5)
+            slot.inbox.cancel_join_thread()
             job = slot.job
             log.warning("%s fold %s %s: %s", job.dataset, job.fold, job.model, reason)
             on_result(job, failure_row(job, tasks[job.dataset], config, status, reason))
             self._start(slot, outbox)
 
 
+EXECUTORS = ("local", "ray")
+
+
 def make_executor(
-    *, jobs: int = 1, time_limit: float | None = None, device: str = "cpu"
+    *,
+    jobs: int = 1,
+    time_limit: float | None = None,
+    device: str = "cpu",
+    executor: str = "local",
+    ray_address: str | None = None,
+    threads: int = 1,
 ) -> Executor:
-    """The executor for these options: in-process when nothing asks for worker processes."""
-    if jobs < 1:
-        raise BadOption(f"--jobs must be at least 1, got {jobs}")
+    """The executor for these options: in-process when nothing asks for worker processes.
+
+    ``jobs`` 0 means as many workers as fit: one per visible GPU on CUDA, else the cores divided
+    by ``threads`` (each job's fixed thread count). With ``executor="ray"``, ``jobs`` is ignored:
+    the cluster's size decides (``ray_address`` None starts a Ray runtime on this machine).
+    """
+    if executor not in EXECUTORS:
+        raise BadOption(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if jobs < 0:
+        raise BadOption(f"--jobs must be at least 1 (or 0: as many as fit), got {jobs}")
     if time_limit is not None and time_limit <= 0:
         raise BadOption(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
-    if jobs == 1 and time_limit is None:
-        return SerialExecutor()
+    if ray_address and executor != "ray":
+        raise BadOption("--ray-address needs --executor ray")
+    if executor == "ray":
+        from rfmbench.runner.ray_executor import RayExecutor, import_ray
+
+        import_ray()  # a missing Ray is one clear line now, not a failure after planning
+        return RayExecutor(address=ray_address, time_limit=time_limit)
     gpus = 0
     if device.startswith("cuda"):
         import torch
 
         gpus = torch.cuda.device_count()
+    if jobs == 0:
+        jobs = gpus or max(1, (os.cpu_count() or 1) // max(1, threads))
+    if gpus:
         jobs = min(jobs, gpus)  # one worker per visible GPU
+    if jobs == 1 and time_limit is None:
+        return SerialExecutor()
     return LocalExecutor(jobs=jobs, time_limit=time_limit, gpus=gpus)

@@ -68,12 +68,15 @@ def make_plan(
     """Check every option, resolve the device, load the tasks and list the jobs.
 
     With ``data`` (a CSV / Parquet / ARFF file) and ``target``, the run has that one dataset
-    instead of a suite; ``categorical`` and ``kind`` override what is detected.
+    instead of a suite; ``categorical`` and ``kind`` override what is detected. ``n_jobs`` is
+    each job's thread count (default 1), the same under every executor so the rows are too.
     """
     if folds < 2:
         raise BadOption(f"--folds must be at least 2, got {folds}")
     if inner_folds < 2:
         raise BadOption(f"--inner-folds must be at least 2, got {inner_folds}")
+    if n_jobs is not None and n_jobs < 1:
+        raise BadOption(f"--threads must be at least 1, got {n_jobs}")
     if budget < 1:
         raise BadOption(f"--budget must be at least 1, got {budget}")
     if protocol not in PROTOCOLS:
@@ -120,7 +123,8 @@ def make_plan(
         inner_folds=inner_folds,
         budget=budget,
         device=resolved,
-        n_jobs=n_jobs or os.cpu_count() or 1,
+        # Threads per job, fixed whatever the executor: the thread count changes float sums.
+        n_jobs=n_jobs or 1,
         protocol=protocol,
     )
     settings = {
@@ -134,6 +138,7 @@ def make_plan(
         "device_requested": device,
         "device": resolved,
         "protocol": protocol,
+        "threads": n_jobs or 1,
     }
     return Plan(suite=suite, tasks=tasks, jobs=jobs, config=config, settings=settings)
 

@@ -52,6 +52,11 @@ def test_kernels_match_direct_computation(kernel, metric, exponent):
     assert got is out  # written in place, block by block (37 rows in blocks of 5)
     expected = _reference(kernel, X, Z, M, 2.0, exponent)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-12)
+    # X is Z: the symmetric path (the training kernel), with an exact zero self-distance.
+    Xt = torch.from_numpy(X)
+    sym = kernel_matrix(kernel, Xt, Xt, Mt, bandwidth=2.0, exponent=exponent, block_rows=5)
+    np.testing.assert_allclose(sym.numpy(), _reference(kernel, X, X, M, 2.0, exponent), rtol=1e-9)
+    assert torch.all(sym.diagonal() == 1.0)
 
 
 def test_mahalanobis_distances_and_exact_zero_self_distance():

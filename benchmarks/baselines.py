@@ -1,0 +1,198 @@
+"""Are the tuned baselines at least as good as scikit-learn's defaults? (issue 4's acceptance check)
+
+Usage:  .venv/bin/python benchmarks/baselines.py [--datasets iris,wine] [--folds 5] [--keep DIR]
+
+On the embedded suite (iris, wine, breast_cancer, digits, diabetes) the real pipeline runs
+random-forest, mlp and kernel-ridge (``make_plan`` + ``run_plan``, tuning budget = the default of
+``rfmbench run``, seed 0) into a temporary folder. Each baseline is then compared with its
+scikit-learn default configuration on exactly the same outer folds and the same preprocessing
+(``prepare_fold``: imputation, one-hot, standardized inputs and regression target):
+
+- random-forest: ``RandomForestClassifier()`` / ``RandomForestRegressor()`` (100 trees);
+- mlp: ``MLPClassifier()`` / ``MLPRegressor()``; when a fit warns that it has not converged in the
+  default 200 iterations, it is fitted again with ``max_iter=2000`` and the table says so;
+- kernel-ridge: ``KernelRidge(kernel="laplacian")`` (alpha 1, gamma 1 / n_features); classification
+  is ridge regression on one-hot labels, class by argmax.
+
+``random_state`` is fixed to the seed in the defaults too (it is not a hyperparameter, and a fixed
+seed makes the table reproducible). The metric is test accuracy (R² for regression), averaged over
+the outer folds; the criterion is "tuned >= default - 1 point".
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+from rfmbench.metrics import PRIMARY_METRIC
+from rfmbench.preprocessing import PreparedFold, prepare_fold
+from rfmbench.results import read_run
+from rfmbench.runner.plan import make_plan, run_plan
+from rfmbench.tasks import Task
+
+MODELS = ("random-forest", "mlp", "kernel-ridge")
+TOLERANCE = 1.0  # points: tuned may be at most this much below the default
+RAISED_MAX_ITER = 2000
+
+
+def default_budget() -> int:
+    """The tuning budget `rfmbench run` uses when none is given (``make_plan``'s default)."""
+    return inspect.signature(make_plan).parameters["budget"].default
+
+
+# -- scikit-learn defaults ---------------------------------------------------------------------------
+
+
+def _fit_mlp(kind: str, fold: PreparedFold, seed: int) -> tuple[np.ndarray, bool]:
+    """Fit the default MLP; refit with more iterations if it warns. Returns (predictions, raised)."""
+    cls = MLPClassifier if kind == "classification" else MLPRegressor
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = cls(random_state=seed).fit(fold.X_train, fold.y_train)
+    raised = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if raised:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = cls(max_iter=RAISED_MAX_ITER, random_state=seed).fit(fold.X_train, fold.y_train)
+    return model.predict(fold.X_test), raised
+
+
+def _fit_kernel_ridge(kind: str, fold: PreparedFold) -> np.ndarray:
+    model = KernelRidge(kernel="laplacian")
+    if kind == "regression":
+        return model.fit(fold.X_train, fold.y_train).predict(fold.X_test)
+    onehot = np.eye(len(fold.classes))[fold.y_train]
+    return np.argmax(model.fit(fold.X_train, onehot).predict(fold.X_test), axis=1)
+
+
+def _fit_forest(kind: str, fold: PreparedFold, seed: int) -> np.ndarray:
+    cls = RandomForestClassifier if kind == "classification" else RandomForestRegressor
+    return cls(random_state=seed).fit(fold.X_train, fold.y_train).predict(fold.X_test)
+
+
+def default_scores(task: Task, model: str, seed: int) -> tuple[list[float], int]:
+    """Per-fold test scores of ``model``'s scikit-learn default, and how many folds raised max_iter."""
+    scores, raised = [], 0
+    for split in task.splits:
+        fold = prepare_fold(task.X, task.y, task.categorical, task.kind, split.train, split.test)
+        if model == "mlp":
+            predicted, more = _fit_mlp(task.kind, fold, seed)
+            raised += more
+        elif model == "kernel-ridge":
+            predicted = _fit_kernel_ridge(task.kind, fold)
+        else:
+            predicted = _fit_forest(task.kind, fold, seed)
+        if task.kind == "classification":
+            scores.append(accuracy_score(fold.y_test_raw, fold.classes[predicted.astype(int)]))
+        else:
+            scores.append(r2_score(fold.y_test_raw, fold.target_to_original(predicted)))
+    return scores, raised
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+
+def _common_params(params: list[str]) -> str:
+    """The configurations tuning chose across folds, most frequent first."""
+    counts = Counter(params)
+    return "; ".join(f"{n}x {p}" for p, n in counts.most_common())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default=None, help="comma-separated (default: the suite)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the tuned run's CSV here (a rerun resumes it)"
+    )
+    args = parser.parse_args(argv)
+
+    budget = default_budget()
+    datasets = args.datasets.split(",") if args.datasets else None
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep or Path(tmp)
+        plan = make_plan(
+            suite="embedded",
+            datasets=datasets,
+            models=list(MODELS),
+            folds=args.folds,
+            seed=args.seed,
+            device="cpu",
+            run_id="baselines",
+        )
+        print(
+            f"tuned: {len(plan.jobs)} jobs, budget {budget}, {plan.config.inner_folds} inner folds,"
+            f" {args.folds} outer folds, seed {args.seed}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+        def on_done(job, row) -> None:
+            print(f"  {job.dataset} fold {job.fold} {job.model}: {row['status']}", file=sys.stderr)
+
+        path = run_plan(plan, out, on_done=on_done)
+        tuned = read_run(path)
+    tuned_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    defaults: dict[tuple[str, str], tuple[list[float], int]] = {}
+    for name, task in plan.tasks.items():
+        for model in MODELS:
+            defaults[name, model] = default_scores(task, model, args.seed)
+    default_seconds = time.perf_counter() - started
+
+    failures = 0
+    for name, task in plan.tasks.items():
+        metric = PRIMARY_METRIC[task.kind]
+        print(f"\n{name} ({task.kind}, {len(task.y)} rows; {metric}, mean of {args.folds} folds)")
+        print(f"  {'model':<14} {'tuned':>7} {'default':>8} {'diff':>7}  result")
+        for model in MODELS:
+            rows = tuned[(tuned["dataset"] == name) & (tuned["model"] == model)]
+            ok = rows[rows["status"] == "ok"]
+            tuned_mean = float(ok[metric].mean()) if len(ok) == len(task.splits) else float("nan")
+            scores, raised = defaults[name, model]
+            default_mean = float(np.mean(scores))
+            diff = 100 * (tuned_mean - default_mean)
+            passed = bool(diff >= -TOLERANCE)
+            failures += not passed
+            note = (
+                f"  (default max_iter raised to {RAISED_MAX_ITER} on {raised} folds)"
+                if raised
+                else ""
+            )
+            print(
+                f"  {model:<14} {tuned_mean:7.4f} {default_mean:8.4f} {diff:+7.2f}  "
+                f"{'PASS' if passed else 'FAIL'}{note}"
+            )
+            if not passed:
+                print(f"      tuned chose: {_common_params(list(ok['params']))}")
+                print(f"      tuned per fold: {np.round(ok[metric].to_numpy(), 4).tolist()}")
+                print(f"      default per fold: {np.round(scores, 4).tolist()}")
+    print(
+        f"\ncriterion: tuned >= default - {TOLERANCE:g} point; "
+        f"{failures} FAIL of {len(plan.tasks) * len(MODELS)}"
+    )
+    print(
+        f"time: tuned pipeline {tuned_seconds:.0f} s, scikit-learn defaults {default_seconds:.0f} s,"
+        f" total {tuned_seconds + default_seconds:.0f} s"
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
