@@ -20,6 +20,18 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from rfmbench.models.spec import ModelSpec
 from rfmbench.tasks import Task, TaskKind, kfold_splits
 
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests fit tiny models, where torch's thread pool costs more than it gives (and the runner
+    runs every job on one thread by default too)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 N_ROWS = 90
 COLORS = ("red", "green", "blue")
 
