@@ -96,4 +96,11 @@ SPEC = ModelSpec(
     },
     defaults={"kernel": "laplace", "bandwidth": 10.0, "reg": 1e-3},
     uses_device=True,
+    # The RFM paper's UCI grid without the iterations: ridge x row normalisation, bandwidth 10.
+    paper_space={
+        "reg": [10.0, 1.0, 0.1, 0.01, 0.001],
+        "row_norm": [True, False],
+        "bandwidth": [10.0],
+        "kernel": ["laplace"],
+    },
 )

@@ -72,4 +72,5 @@ SPEC = ModelSpec(
     space=SPACE,
     defaults=DEFAULTS,
     uses_device=False,
+    paper_space=SPACE,  # the whole 36-point grid under --protocol paper
 )
