@@ -83,7 +83,9 @@ def frame_table(
     table = Table(title=title, title_justify="left")
     for column in columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
-        table.add_column(column, justify="right" if numeric else "left")
+        # Names are never cut; other columns wrap or give way instead.
+        name = column in ("model", "dataset", "suite")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=name)
     for _, row in frame.iterrows():
         table.add_row(*(_cell(row[column]) for column in columns))
     return table
@@ -93,13 +95,26 @@ def show_table(frame: pd.DataFrame, title: str | None = None, columns: Sequence[
     console.print(frame_table(frame, title, columns))
 
 
+# Short headers, so the ranked table fits an 80-column terminal.
+_LEADERBOARD_HEADERS = {
+    "rank": "rank",
+    "model": "model",
+    "mean_rank": "mean rank",
+    "mean_accuracy": "accuracy",
+    "mean_r2": "R²",
+    "mean_normalized_score": "norm. score",
+    "wins": "wins",
+    "datasets_completed": "done",
+    "failures": "failed",
+}
+
+
 def leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> None:
     """Print a leaderboard (see compare.leaderboard) as a ranked table."""
-    show_table(
-        board,
-        title=f"{title} ({int(board['datasets'].max())} datasets)" if len(board) else title,
-        columns=[c for c in board.columns if c != "datasets"],
-    )
+    columns = [c for c in _LEADERBOARD_HEADERS if c in board.columns]
+    shown = board[columns].rename(columns=_LEADERBOARD_HEADERS)
+    n = int(board["datasets"].max()) if len(board) else 0
+    show_table(shown, title=f"{title} ({n} datasets; accuracy and R² are means over them)")
 
 
 def comparison(result: Any) -> None:

@@ -7,6 +7,7 @@ scikit-learn's ``cv_results_``; failed candidates are counted, not hidden.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -102,15 +103,16 @@ def inner_cv_score(
 
     The score is accuracy for classification and minus the mean squared error (on the standardized
     target) for regression, so larger is always better. With ``validation_is_given`` the held-out
-    part is also passed to ``fit`` as ``X_val, y_val`` (the paper's protocol selects the iteration
-    on the same validation split it scores), else a model carves its own validation split.
+    part is also passed to ``fit`` as ``X_val, y_val`` when the model takes them (the paper's
+    protocol selects the iteration on the same validation split it scores), else a model carves its
+    own validation split.
     """
     candidate = Candidate(params=params)
     start = time.perf_counter()
     try:
         for train, valid in splits:
             model = spec.build(kind, params, device=device, seed=seed, n_jobs=n_jobs)
-            if validation_is_given:
+            if validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
                 model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
             else:
                 model.fit(X[train], y[train])

@@ -32,6 +32,7 @@ def one_torch_thread():
     yield
     torch.set_num_threads(previous)
 
+
 N_ROWS = 90
 COLORS = ("red", "green", "blue")
 

@@ -14,10 +14,13 @@ so this is what makes a row the same under ``--jobs 1``, ``--jobs 8`` or Ray.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -71,9 +74,21 @@ class SerialExecutor:
             on_result(job, row)
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the driver dies (even by SIGKILL), so no
+    orphan keeps computing a job nobody will record."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(inbox: Any, outbox: Any, env: dict[str, str], device: str | None) -> None:
     """A worker's loop; ``device`` is the GPU it was pinned to, as the driver numbers it."""
     os.environ.update(env)
+    _die_with_parent()
     while True:
         item = inbox.get()
         if item is None:
