@@ -108,10 +108,10 @@ def run(
     jobs: Annotated[
         int,
         typer.Option(
-            help="Jobs run at once, each in its own process (1: in this process; 0: as many as "
-            "fit the cores, or one per GPU). Results do not depend on it."
+            help="Jobs run at once, each in its own process (0: as many as fit the cores, or one "
+            "per GPU; 1: in this process). Results do not depend on it."
         ),
-    ] = 1,
+    ] = 0,
     threads: Annotated[
         int,
         typer.Option(

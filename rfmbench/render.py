@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from rich.box import SIMPLE_HEAD
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -76,33 +77,56 @@ def _cell(value: Any, digits: int = 4) -> str:
 
 
 def frame_table(
-    frame: pd.DataFrame, title: str | None = None, columns: Sequence[str] | None = None
+    frame: pd.DataFrame,
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+    *,
+    digits: Mapping[str, int] | None = None,
+    **table_options: Any,
 ) -> Table:
-    """A rich table of ``frame`` (all columns, or those named)."""
+    """A rich table of ``frame`` (all columns, or those named); ``digits`` per float column.
+
+    ``table_options`` go to rich's Table (e.g. ``box``).
+    """
     columns = list(columns or frame.columns)
-    table = Table(title=title, title_justify="left")
+    digits = digits or {}
+    cells = {
+        column: [_cell(value, digits.get(column, 4)) for value in frame[column]]
+        for column in columns
+    }
+    table = Table(title=title, title_justify="left", **table_options)
     for column in columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
-        # Names are never cut; other columns wrap or give way instead.
-        name = column in ("model", "dataset", "suite")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=name)
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[column]) for column in columns))
+        # Names and numbers are never cut (a narrow terminal wraps headers and text instead).
+        whole = numeric or column in ("model", "dataset", "suite")
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=whole,
+            min_width=max(map(len, cells[column]), default=0) if whole else None,
+        )
+    for i in range(len(frame)):
+        table.add_row(*(cells[column][i] for column in columns))
     return table
 
 
-def show_table(frame: pd.DataFrame, title: str | None = None, columns: Sequence[str] | None = None):
-    console.print(frame_table(frame, title, columns))
+def show_table(
+    frame: pd.DataFrame,
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+    **options: Any,
+) -> None:
+    console.print(frame_table(frame, title, columns, **options))
 
 
 # Short headers, so the ranked table fits an 80-column terminal.
 _LEADERBOARD_HEADERS = {
     "rank": "rank",
     "model": "model",
-    "mean_rank": "mean rank",
+    "mean_rank": "mean\nrank",
     "mean_accuracy": "accuracy",
     "mean_r2": "R²",
-    "mean_normalized_score": "norm. score",
+    "mean_normalized_score": "norm.\nscore",
     "wins": "wins",
     "datasets_completed": "done",
     "failures": "failed",
@@ -114,7 +138,15 @@ def leaderboard(board: pd.DataFrame, title: str = "Leaderboard") -> None:
     columns = [c for c in _LEADERBOARD_HEADERS if c in board.columns]
     shown = board[columns].rename(columns=_LEADERBOARD_HEADERS)
     n = int(board["datasets"].max()) if len(board) else 0
-    show_table(shown, title=f"{title} ({n} datasets; accuracy and R² are means over them)")
+    show_table(
+        shown,
+        title=f"{title} ({n} datasets; accuracy and R² are means over them)",
+        digits={"mean\nrank": 2},
+        # No vertical rules or edges: the nine columns fit an 80-character terminal.
+        box=SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
 
 
 def comparison(result: Any) -> None:

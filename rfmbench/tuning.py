@@ -11,7 +11,8 @@ import inspect
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,19 @@ class TuningResult:
     @property
     def n_failed(self) -> int:
         return sum(c.error is not None for c in self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON); :meth:`from_dict` rebuilds the same result."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TuningResult:
+        return cls(
+            best_params=dict(data["best_params"]),
+            best_score=float(data["best_score"]),
+            candidates=[Candidate(**c) for c in data["candidates"]],
+            refit_params=dict(data["refit_params"]),
+        )
 
 
 def candidate_configs(spec: ModelSpec, budget: int, seed: int) -> list[dict[str, Any]]:

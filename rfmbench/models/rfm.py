@@ -115,7 +115,8 @@ def _checked_solve(factor, info, Y, top):
 
 
 def _log_retry(n, reg, jitter):
-    logger.warning(
+    # Routine with tiny reg (tuning samples them); the method used is in ``solve_methods_``.
+    logger.info(
         "kernel matrix (n=%d, reg=%g) is not numerically positive definite with jitter %.3g; retrying",
         n,
         reg,

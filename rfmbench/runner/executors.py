@@ -97,7 +97,7 @@ def _worker(inbox: Any, outbox: Any, env: dict[str, str], device: str | None) ->
         outbox.put((job.key, None))  # started: the time limit counts from here, not from spawn
         with job_threads(config.n_jobs):
             row = run_job(job, task, config)
-        if device is not None:
+        if device is not None and row["device"].startswith("cuda"):
             row["device"] = device  # the worker sees its GPU as cuda:0; record which one it is
         outbox.put((job.key, row))
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from rfmbench import __version__
+from rfmbench.errors import UnknownName
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.models.spec import ModelSpec
@@ -33,6 +37,9 @@ class JobConfig:
     device: str = "cpu"  # resolved: "cpu" or "cuda:N"
     n_jobs: int = 1
     protocol: str = "default"  # or "paper": tune on the task's fixed selection split
+    # Where paper-protocol tuning results are kept (set by run_plan): workers share them, and a
+    # resumed run does not tune again.
+    selection_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def _base_row(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         "n_train": len(split.train),
         "n_test": len(split.test),
         "n_classes": task.n_classes,
-        "device": config.device,
+        "device": model_device(job.model, config.device),
         "seed": config.seed,
         "source": task.source,
         "rfmbench_version": __version__,
@@ -80,17 +87,25 @@ def failure_row(
     return {**_base_row(job, task, config), "status": status, "error": reason}
 
 
+def model_device(model: str, device: str) -> str:
+    """Where ``model`` runs when the run asks for ``device``: models without torch stay on the CPU."""
+    try:
+        return device if get_model(model).uses_device else "cpu"
+    except UnknownName:  # the job fails with that error in its own row
+        return device
+
+
 def run_job(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     """Run one job and return its results row; an exception becomes a ``failed`` row."""
     row = _base_row(job, task, config)
-    baseline = _reset_peak_memory(config.device)
+    baseline = _reset_peak_memory(row["device"])
     try:
         row.update(_evaluate(job, task, config))
         row["status"] = "ok"
     except Exception as exc:  # one model failing on one dataset is a result, not a crash
         row["status"] = "failed"
         row["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-    row["peak_memory_mb"] = round(_peak_memory_mb(config.device, baseline), 1)
+    row["peak_memory_mb"] = round(_peak_memory_mb(row["device"], baseline), 1)
     return row
 
 
@@ -158,14 +173,39 @@ def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> Tuning
     """The RFM paper's protocol: choose hyperparameters on the task's fixed train/validation split.
 
     Preprocessing is fitted on the selection's training rows. As in the paper, those rows may
-    overlap the outer test folds; the refit on each outer fold then learns M afresh.
+    overlap the outer test folds; the refit on each outer fold then learns M afresh. The result is
+    kept in memory and, with ``config.selection_dir``, in a JSON file there, written under a lock:
+    a worker that needs a tuning another worker is running waits for it instead of repeating it.
     """
     key = (task.name, spec.name, config.seed)
     if key not in _selection_results:
         for other in [k for k in _selection_results if k[0] != task.name]:
             del _selection_results[other]  # jobs come task by task: keep only this task's
-        _selection_results[key] = _tune_selection_split(spec, task, config)
+        if config.selection_dir is None:
+            _selection_results[key] = _tune_selection_split(spec, task, config)
+        else:
+            _selection_results[key] = _stored_selection(spec, task, config)
     return _selection_results[key]
+
+
+def _stored_selection(spec: ModelSpec, task: Task, config: JobConfig) -> TuningResult:
+    folder = Path(config.selection_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task.name}--{spec.name}--seed{config.seed}.json"
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            return TuningResult.from_dict(json.loads(path.read_text()))
+        result = _tune_selection_split(spec, task, config)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(result.to_dict(), default=_plain_number))
+        os.replace(partial, path)  # a crash never leaves a half-written file behind
+    return result
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a tuning result")
 
 
 def _tune_selection_split(spec: ModelSpec, task: Task, config: JobConfig) -> TuningResult:

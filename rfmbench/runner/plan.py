@@ -13,7 +13,7 @@ import platform
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -196,10 +196,13 @@ def run_plan(
         if on_done:
             on_done(job, row)
 
+    config = plan.config
+    if config.protocol == "paper":  # tuned once per (dataset, model), shared by workers and resumes
+        config = replace(config, selection_dir=str(out / f"{config.run_id}-selection"))
     (executor or SerialExecutor()).run(
         pending_jobs(plan, out, retry_failed),
         plan.tasks,
-        plan.config,
+        config,
         on_start or (lambda job: None),
         record,
     )

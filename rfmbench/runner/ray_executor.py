@@ -55,7 +55,7 @@ def run_remote_job(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         config = replace(config, device="cuda:0")
     with job_threads(config.n_jobs):
         row = run_job(job, task, config)
-    if gpu_ids:
+    if gpu_ids and row["device"].startswith("cuda"):
         row["device"] = f"cuda:{gpu_ids[0]}"
     return row
 

@@ -14,7 +14,7 @@ from rfmbench import __version__
 from rfmbench.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from rfmbench.preprocessing import prepare_fold
 from rfmbench.results import COLUMNS, append_row, read_run
-from rfmbench.runner.jobs import Job, JobConfig, failure_row, job_seed, run_job
+from rfmbench.runner.jobs import Job, JobConfig, failure_row, job_seed, model_device, run_job
 from tests.conftest import build_linear
 
 CONFIG = JobConfig(run_id="test-run", seed=0, inner_folds=3, budget=3, device="cpu", n_jobs=1)
@@ -127,3 +127,13 @@ def test_job_seed_is_shared_by_models_and_differs_by_fold() -> None:
     assert job_seed(0, "iris", 0) != job_seed(1, "iris", 0)
     assert 0 <= job_seed(123, "x", 4) < 2**31
     assert Job("iris", 2, "rfm").key == ("iris", 2, "rfm")
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("rfm", "cuda:1"), ("kernel-ridge", "cuda:1"), ("mlp", "cuda:1"), ("random-forest", "cpu")],
+)
+def test_rows_name_the_device_the_model_ran_on(model, expected):
+    """A forest in a --device cuda run ran on the CPU, and its row says so."""
+    assert model_device(model, "cuda:1") == expected
+    assert model_device(model, "cpu") == "cpu"

@@ -1,0 +1,125 @@
+"""--protocol paper on the real UCI-121 sample: tuned once on the selection split, 4 outer folds.
+
+The chosen RFM configuration is checked against an independent search written here: every
+(reg, row_norm) of the paper grid fitted on the selection split's training rows and scored on its
+validation rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from rfmbench import RFMClassifier
+from rfmbench.cli import app
+from rfmbench.preprocessing import prepare_fold
+from rfmbench.results import read_run
+from rfmbench.runner import jobs
+from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.uci121 import load
+from tests.sources.conftest import UCI_SAMPLE
+
+pytestmark = pytest.mark.skipif(not UCI_SAMPLE.is_dir(), reason="shared UCI-121 sample missing")
+
+runner = CliRunner()
+DATASETS = ["iris", "zoo"]
+MODELS = ["rfm", "random-forest"]
+
+
+def paper_run(out: Path, *options: str, run_id: str = "paper") -> pd.DataFrame:
+    result = runner.invoke(
+        app,
+        [
+            "run", "--suite", "uci121", "--data-dir", str(UCI_SAMPLE), "--protocol", "paper",
+            "--models", ",".join(MODELS), "--datasets", ",".join(DATASETS), "--out", str(out),
+            "--run-id", run_id, *options,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return read_run(out / f"{run_id}.csv").sort_values(["dataset", "model", "fold"])
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("paper")
+    return out, paper_run(out, "--jobs", "1")
+
+
+def test_one_row_per_dataset_paper_fold_and_model(serial) -> None:
+    out, rows = serial
+    assert len(rows) == len(DATASETS) * 4 * len(MODELS)
+    assert (rows["status"] == "ok").all(), rows["error"].tolist()
+    for (dataset, _model), group in rows.groupby(["dataset", "model"]):
+        task = load(DatasetRef(dataset), LoadContext(folds=4, data_dir=UCI_SAMPLE))
+        assert group["fold"].tolist() == [0, 1, 2, 3]
+        assert group["n_train"].tolist() == [len(s.train) for s in task.splits]
+        # Tuned once on the selection split: the same configuration for every outer fold.
+        assert group["params"].nunique() == 1 and group["inner_cv_score"].nunique() == 1
+    assert set(rows.loc[rows["model"] == "rfm", "n_candidates"]) == {10}  # 5 reg x row_norm
+    assert set(rows.loc[rows["model"] == "random-forest", "n_candidates"]) == {36}
+    stored = sorted(p.name for p in (out / "paper-selection").glob("*.json"))
+    assert stored == sorted(f"{d}--{m}--seed0.json" for d in DATASETS for m in MODELS)
+
+
+def test_rfm_choice_is_the_best_on_the_selection_split(serial) -> None:
+    _, rows = serial
+    task = load(DatasetRef("iris"), LoadContext(folds=4, data_dir=UCI_SAMPLE))
+    fold = prepare_fold(task.X, task.y, (), task.kind, task.selection.train, task.selection.test)
+    y_val = np.searchsorted(fold.classes, fold.y_test_raw)
+    scores = {}
+    for reg, row_norm in itertools.product([10.0, 1.0, 0.1, 0.01, 0.001], [True, False]):
+        model = RFMClassifier(
+            reg=reg, row_norm=row_norm, bandwidth=10.0, iters=5, diag=False, device="cpu",
+            random_state=0,
+        ).fit(fold.X_train, fold.y_train, fold.X_test, y_val)  # fmt: skip
+        scores[reg, row_norm] = (max(model.val_scores_), model.best_iter_)
+    best = max(scores, key=lambda key: scores[key][0])  # the first of equals, as tuning does
+    chosen = json.loads(rows.query("dataset == 'iris' and model == 'rfm'")["params"].iloc[0])
+    assert (chosen["reg"], chosen["row_norm"]) == best
+    # The refit on each outer fold relearns M for the chosen number of iterations, on all rows.
+    assert (chosen["iters"], chosen["val_fraction"]) == (scores[best][1], 0.0)
+    assert rows.query("dataset == 'iris' and model == 'rfm'")["inner_cv_score"].iloc[0] == (
+        pytest.approx(scores[best][0])
+    )
+
+
+def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: Path) -> None:
+    out, rows = serial
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for path in out.iterdir():  # the finished run, with the rows of fold 3 lost
+        if path.is_dir():
+            (resumed / path.name).mkdir()
+            for item in path.iterdir():
+                (resumed / path.name / item.name).write_bytes(item.read_bytes())
+        elif path.suffix != ".lock":
+            (resumed / path.name).write_bytes(path.read_bytes())
+    kept = read_run(resumed / "paper.csv").query("fold != 3")
+    kept.to_csv(resumed / "paper.csv", index=False)
+
+    def no_tuning(*args, **kwargs):
+        raise AssertionError("tuned again")
+
+    monkeypatch.setattr(jobs, "_tune_selection_split", no_tuning)
+    monkeypatch.setattr(jobs, "_selection_results", {})
+    again = paper_run(resumed, "--jobs", "1")
+    assert (again["status"] == "ok").all(), again["error"].tolist()
+    columns = ["dataset", "model", "fold", "params", "accuracy"]
+    pd.testing.assert_frame_equal(
+        again[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
+    )
+
+
+def test_workers_share_one_tuning_and_give_the_same_rows(serial, tmp_path: Path) -> None:
+    _, rows = serial
+    parallel = paper_run(tmp_path, "--jobs", "2")
+    columns = ["dataset", "model", "fold", "status", "params", "accuracy", "inner_cv_score"]
+    pd.testing.assert_frame_equal(
+        parallel[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
+    )
