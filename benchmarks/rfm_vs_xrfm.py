@@ -93,13 +93,19 @@ def worker(job: dict) -> dict:
         kind = "regression"
     p = job["params"]
     solve_seconds = [0.0]
+    on_gpu = job["device"].startswith("cuda")
+
+    def sync():
+        if on_gpu:
+            torch.cuda.synchronize()
+
     if job["model"] == "ours":
         from rfmbench.models.rfm import RFMClassifier, RFMRegressor
 
         cls = RFMClassifier if kind == "classification" else RFMRegressor
         model = cls(
             kernel="laplace", bandwidth=p["bandwidth"], reg=p["reg"], iters=p["iters"], diag=False,
-            dtype="float32", device="cpu", random_state=0,
+            dtype="float32", device=job["device"], random_state=0,
         )  # fmt: skip
 
         def fit():
@@ -113,15 +119,17 @@ def worker(job: dict) -> dict:
         original_solve = torch.linalg.solve
 
         def timed_solve(*args, **kwargs):  # xrfm's solver="solve" calls torch.linalg.solve
+            sync()
             start = time.perf_counter()
             out = original_solve(*args, **kwargs)
+            sync()
             solve_seconds[0] += time.perf_counter() - start
             return out
 
         torch.linalg.solve = timed_solve
         model = RFM(
             kernel="laplace", iters=p["iters"], bandwidth=p["bandwidth"], exponent=1.0, diag=False,
-            device="cpu", verbose=False, solver="solve",
+            device=job["device"], verbose=False, solver="solve",
             tuning_metric="accuracy" if kind == "classification" else "mse",
         )  # fmt: skip
         if kind == "classification":
@@ -143,12 +151,18 @@ def worker(job: dict) -> dict:
             out = model.predict(X)
             return out.argmax(axis=1) if kind == "classification" else out[:, 0]
 
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: the peak below is the fit's
-    base = _status_mb("VmRSS")
+    if on_gpu:  # peak GPU memory allocated by torch during the fit, the inputs included
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    else:  # reset VmHWM: the peak below is the fit's
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _status_mb("VmRSS")
     start = time.perf_counter()
     fit()
+    sync()
     fit_s = time.perf_counter() - start
-    peak = _status_mb("VmHWM")
+    peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else _status_mb("VmHWM")
     pred = predict(X_te)
     if kind == "classification":
         error = float(np.mean(pred != y_te))
@@ -166,7 +180,8 @@ def worker(job: dict) -> dict:
 
 
 def run_job(job: dict) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    paths = [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(job)],
         capture_output=True,
@@ -181,7 +196,7 @@ def run_job(job: dict) -> dict:
 # -- the comparison ---------------------------------------------------------------------------------
 
 
-def compare(cases, params, repeats):
+def compare(cases, params, repeats, device="cpu"):
     header = (
         f"{'case':<28}{'n':>6}{'d':>5} | {'err ours':>9}{'err xrfm':>9} | {'fit s ours':>10}"
         f"{'xrfm':>8}{'ratio':>7} | {'peak MB ours':>12}{'xrfm':>7} | {'chol s':>7}{'LU s':>7}"
@@ -197,7 +212,16 @@ def compare(cases, params, repeats):
             )  # alternate who goes first
             for model in order:
                 runs[model].append(
-                    run_job({"model": model, "case": case, "n": n, "d": d, "params": params})
+                    run_job(
+                        {
+                            "model": model,
+                            "case": case,
+                            "n": n,
+                            "d": d,
+                            "params": params,
+                            "device": device,
+                        }
+                    )  # fmt: skip
                 )
         ratio = statistics.median(
             o["fit_s"] / x["fit_s"] for o, x in zip(runs["ours"], runs["xrfm"], strict=True)
@@ -233,6 +257,7 @@ def main(argv=None) -> None:
         "--sizes", type=str, default=None, help="comma-separated n (1000,5000,20000)"
     )
     parser.add_argument("--dims", type=str, default="10,100", help="comma-separated d")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both models)")
     parser.add_argument("--worker", type=str, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -252,16 +277,22 @@ def main(argv=None) -> None:
     params = {"bandwidth": args.bandwidth, "reg": args.reg, "iters": args.iters}
     import torch
 
+    where = (
+        f"cpu ({torch.get_num_threads()} threads)"
+        if args.device == "cpu"
+        else f"{args.device} ({torch.cuda.get_device_name(args.device)})"
+    )
     print(
         f"RFM (ours) vs xrfm.RFM: laplace kernel, bandwidth {args.bandwidth}, reg {args.reg}, "
-        f"iters {args.iters}, full M, float32, cpu ({torch.get_num_threads()} threads), "
+        f"iters {args.iters}, full M, float32, {where}, "
         f"{repeats} alternating fit(s) per model, medians; n = training rows "
         f"(+ n/4 validation, {N_TEST} test)"
     )
-    rows = compare(cases, params, repeats)
+    rows = compare(cases, params, repeats, args.device)
     print(
         "\nratio: median over repeats of (our fit time / xrfm fit time). peak MB: resident-memory "
-        "high-water mark of the fitting process during fit (Python, torch and the data included). "
+        "high-water mark of the fitting process during fit (Python, torch and the data included; "
+        "on cuda: torch's peak allocated GPU memory). "
         "chol s: our Cholesky solves; LU s: xrfm's torch.linalg.solve calls (summed over iterations)."
     )
     for row in rows:
