@@ -32,6 +32,7 @@ reproduce:
 bench:
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/rfm_vs_xrfm.py --uci ../shared/datasets/uci121-sample
+	$(BIN)/python benchmarks/paper_vs_xrfm.py --uci ../shared/datasets/uci121-sample
 	$(BIN)/python benchmarks/baselines.py
 	$(BIN)/python benchmarks/executors.py
 
