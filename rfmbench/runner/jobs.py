@@ -116,8 +116,9 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     seed = job_seed(config.seed, job.dataset, job.fold)
 
     start = time.perf_counter()
+    tuned_here = True
     if config.protocol == "paper":
-        tuning = _tune_on_selection(spec, task, config)
+        tuning, tuned_here = _tune_on_selection(spec, task, config)
     else:
         tuning = tune(
             spec,
@@ -130,7 +131,8 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
             device=config.device,
             n_jobs=config.n_jobs,
         )
-    tuning_seconds = time.perf_counter() - start
+    # A job that reused another job's selection tuning spent no time tuning (waiting is not tuning).
+    tuning_seconds = time.perf_counter() - start if tuned_here else 0.0
 
     params = {**tuning.best_params, **tuning.refit_params}
     model = spec.build(task.kind, params, device=config.device, seed=seed, n_jobs=config.n_jobs)
@@ -169,37 +171,40 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
 _selection_results: dict[tuple[str, str, int], TuningResult] = {}
 
 
-def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> TuningResult:
+def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[TuningResult, bool]:
     """The RFM paper's protocol: choose hyperparameters on the task's fixed train/validation split.
 
     Preprocessing is fitted on the selection's training rows. As in the paper, those rows may
     overlap the outer test folds; the refit on each outer fold then learns M afresh. The result is
     kept in memory and, with ``config.selection_dir``, in a JSON file there, written under a lock:
     a worker that needs a tuning another worker is running waits for it instead of repeating it.
+    Returns the result and whether this call computed it.
     """
     key = (task.name, spec.name, config.seed)
-    if key not in _selection_results:
-        for other in [k for k in _selection_results if k[0] != task.name]:
-            del _selection_results[other]  # jobs come task by task: keep only this task's
-        if config.selection_dir is None:
-            _selection_results[key] = _tune_selection_split(spec, task, config)
-        else:
-            _selection_results[key] = _stored_selection(spec, task, config)
-    return _selection_results[key]
+    if key in _selection_results:
+        return _selection_results[key], False
+    for other in [k for k in _selection_results if k[0] != task.name]:
+        del _selection_results[other]  # jobs come task by task: keep only this task's
+    if config.selection_dir is None:
+        result, tuned = _tune_selection_split(spec, task, config), True
+    else:
+        result, tuned = _stored_selection(spec, task, config)
+    _selection_results[key] = result
+    return result, tuned
 
 
-def _stored_selection(spec: ModelSpec, task: Task, config: JobConfig) -> TuningResult:
+def _stored_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[TuningResult, bool]:
     folder = Path(config.selection_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{task.name}--{spec.name}--seed{config.seed}.json"
     with FileLock(str(path) + ".lock"):
         if path.exists():
-            return TuningResult.from_dict(json.loads(path.read_text()))
+            return TuningResult.from_dict(json.loads(path.read_text())), False
         result = _tune_selection_split(spec, task, config)
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(result.to_dict(), default=_plain_number))
         os.replace(partial, path)  # a crash never leaves a half-written file behind
-    return result
+    return result, True
 
 
 def _plain_number(value: Any) -> Any:

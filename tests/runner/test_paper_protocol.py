@@ -61,6 +61,7 @@ def test_one_row_per_dataset_paper_fold_and_model(serial) -> None:
         assert group["n_train"].tolist() == [len(s.train) for s in task.splits]
         # Tuned once on the selection split: the same configuration for every outer fold.
         assert group["params"].nunique() == 1 and group["inner_cv_score"].nunique() == 1
+        assert (group["tuning_seconds"] > 0).sum() == 1  # the other folds reuse it for free
     assert set(rows.loc[rows["model"] == "rfm", "n_candidates"]) == {10}  # 5 reg x row_norm
     assert set(rows.loc[rows["model"] == "random-forest", "n_candidates"]) == {36}
     stored = sorted(p.name for p in (out / "paper-selection").glob("*.json"))
@@ -110,6 +111,7 @@ def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: P
     monkeypatch.setattr(jobs, "_selection_results", {})
     again = paper_run(resumed, "--jobs", "1")
     assert (again["status"] == "ok").all(), again["error"].tolist()
+    assert (again.query("fold == 3")["tuning_seconds"] == 0).all()
     columns = ["dataset", "model", "fold", "params", "accuracy"]
     pd.testing.assert_frame_equal(
         again[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
@@ -119,6 +121,10 @@ def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: P
 def test_workers_share_one_tuning_and_give_the_same_rows(serial, tmp_path: Path) -> None:
     _, rows = serial
     parallel = paper_run(tmp_path, "--jobs", "2")
+    # One worker tuned each (dataset, model); a worker that waited for it records no tuning time.
+    assert (
+        parallel.groupby(["dataset", "model"])["tuning_seconds"].apply(lambda t: (t > 0).sum()) == 1
+    ).all()
     columns = ["dataset", "model", "fold", "status", "params", "accuracy", "inner_cv_score"]
     pd.testing.assert_frame_equal(
         parallel[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
