@@ -207,6 +207,14 @@ class LocalExecutor:
 EXECUTORS = ("local", "ray")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else all)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_executor(
     *,
     jobs: int = 1,
@@ -241,7 +249,7 @@ def make_executor(
 
         gpus = torch.cuda.device_count()
     if jobs == 0:
-        jobs = gpus or max(1, (os.cpu_count() or 1) // max(1, threads))
+        jobs = gpus or max(1, usable_cores() // max(1, threads))
     if gpus:
         jobs = min(jobs, gpus)  # one worker per visible GPU
     if jobs == 1 and time_limit is None:

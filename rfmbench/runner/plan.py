@@ -117,6 +117,10 @@ def make_plan(
         for split in task.splits
         for model in models
     ]
+    if protocol == "paper":
+        # Each (dataset, model) is tuned once, by its first job; the others wait for that tuning.
+        # Running every first fold before the rest keeps parallel workers on distinct tunings.
+        jobs.sort(key=lambda job: job.fold != tasks[job.dataset].splits[0].fold)
     config = JobConfig(
         run_id=run_id or default_run_id(),
         seed=seed,

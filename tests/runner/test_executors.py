@@ -227,11 +227,22 @@ def test_make_executor_chooses() -> None:
     assert isinstance(make_executor(), SerialExecutor)
     assert isinstance(make_executor(jobs=1, time_limit=5), LocalExecutor)
     auto = make_executor(jobs=0, threads=1)
-    expected = os.cpu_count() or 1
+    expected = len(os.sched_getaffinity(0))
     if expected == 1:
         assert isinstance(auto, SerialExecutor)
     else:
         assert isinstance(auto, LocalExecutor) and auto.jobs == expected
+
+
+@pytest.mark.parametrize(("cores", "threads", "workers"), [({0}, 1, 1), ({0, 1, 2, 3}, 2, 2)])
+def test_jobs_0_counts_the_cores_this_process_may_use(monkeypatch, cores, threads, workers):
+    """A container pinned to fewer cores than the machine has gets that many workers, not more."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    auto = make_executor(jobs=0, threads=threads)
+    if workers == 1:
+        assert isinstance(auto, SerialExecutor)
+    else:
+        assert isinstance(auto, LocalExecutor) and auto.jobs == workers
 
 
 def test_the_thread_count_is_the_jobs_own(monkeypatch, tmp_path: Path) -> None:

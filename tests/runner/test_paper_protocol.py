@@ -21,6 +21,7 @@ from rfmbench.cli import app
 from rfmbench.preprocessing import prepare_fold
 from rfmbench.results import read_run
 from rfmbench.runner import jobs
+from rfmbench.runner.plan import make_plan
 from rfmbench.sources import DatasetRef, LoadContext
 from rfmbench.sources.uci121 import load
 from tests.sources.conftest import UCI_SAMPLE
@@ -128,4 +129,19 @@ def test_workers_share_one_tuning_and_give_the_same_rows(serial, tmp_path: Path)
     columns = ["dataset", "model", "fold", "status", "params", "accuracy", "inner_cv_score"]
     pd.testing.assert_frame_equal(
         parallel[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
+    )
+
+
+def test_first_folds_run_first_so_workers_tune_different_pairs() -> None:
+    plan = make_plan(
+        suite="uci121", datasets=DATASETS, models=MODELS, folds=4, device="cpu",
+        protocol="paper", context=LoadContext(data_dir=UCI_SAMPLE),
+    )  # fmt: skip
+    firsts = len(DATASETS) * len(MODELS)
+    assert [job.fold for job in plan.jobs[:firsts]] == [0] * firsts
+    assert {(job.dataset, job.model) for job in plan.jobs[:firsts]} == {
+        (d, m) for d in DATASETS for m in MODELS
+    }
+    assert sorted(job.key for job in plan.jobs) == sorted(
+        (d, f, m) for d in DATASETS for f in range(4) for m in MODELS
     )
