@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.models.spec import ModelSpec
 from rfmbench.preprocessing import prepare_fold
+from rfmbench.results import write_atomic
 from rfmbench.tasks import Task
 from rfmbench.tuning import TuningResult, tune
 
@@ -183,8 +183,9 @@ def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[
     key = (task.name, spec.name, config.seed)
     if key in _selection_results:
         return _selection_results[key], False
+    # Keep only this task's results in memory; with a selection_dir, the files hold the others.
     for other in [k for k in _selection_results if k[0] != task.name]:
-        del _selection_results[other]  # jobs come task by task: keep only this task's
+        del _selection_results[other]
     if config.selection_dir is None:
         result, tuned = _tune_selection_split(spec, task, config), True
     else:
@@ -195,15 +196,13 @@ def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[
 
 def _stored_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[TuningResult, bool]:
     folder = Path(config.selection_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # for the lock file
     path = folder / f"{task.name}--{spec.name}--seed{config.seed}.json"
     with FileLock(str(path) + ".lock"):
         if path.exists():
             return TuningResult.from_dict(json.loads(path.read_text())), False
         result = _tune_selection_split(spec, task, config)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(result.to_dict(), default=_plain_number))
-        os.replace(partial, path)  # a crash never leaves a half-written file behind
+        write_atomic(path, json.dumps(result.to_dict(), default=_plain_number))
     return result, True
 
 
