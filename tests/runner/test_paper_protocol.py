@@ -26,8 +26,6 @@ from rfmbench.sources import DatasetRef, LoadContext
 from rfmbench.sources.uci121 import load
 from tests.sources.conftest import UCI_SAMPLE
 
-pytestmark = pytest.mark.skipif(not UCI_SAMPLE.is_dir(), reason="shared UCI-121 sample missing")
-
 runner = CliRunner()
 DATASETS = ["iris", "zoo"]
 MODELS = ["rfm", "random-forest"]

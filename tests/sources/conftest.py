@@ -1,5 +1,5 @@
-"""Fixtures for the data sources: the shared samples, a clean openml client config, and a loopback
-OpenML server that answers the API's URLs from the shared cache sample."""
+"""Fixtures for the data sources: the real data samples in ``tests/data``, a clean openml client
+config, and a loopback OpenML server that answers the API's URLs from the cache sample."""
 
 from __future__ import annotations
 
@@ -16,20 +16,18 @@ from pathlib import Path
 
 import pytest
 
-# the shared samples sit beside the repository; RFMBENCH_TEST_SAMPLES points elsewhere
-SHARED = Path(
-    os.environ.get("RFMBENCH_TEST_SAMPLES")
-    or Path(__file__).resolve().parents[3] / "shared" / "datasets"
-)
-OPENML_SAMPLE = SHARED / "openml-cache-sample"
-UCI_SAMPLE = SHARED / "uci121-sample"
+# Real data copied into the repository (see tests/data/README.md), so a clone with nothing beside it
+# runs every data-source test; RFMBENCH_TEST_SAMPLES points at another copy of the same layout.
+SAMPLES = Path(os.environ.get("RFMBENCH_TEST_SAMPLES") or Path(__file__).resolve().parents[1] / "data")
+OPENML_SAMPLE = SAMPLES / "openml-cache-sample"
+UCI_SAMPLE = SAMPLES / "uci121"
 TEST_SERVER = "https://test.openml.org/api/v1/xml"
 SAMPLE_FILES = OPENML_SAMPLE / "org" / "openml" / "test"
 
 
 def _require(path: Path) -> Path:
     if not path.is_dir():
-        pytest.skip(f"shared sample {path} is not available")
+        pytest.fail(f"test data {path} is missing: it is part of the repository")
     return path
 
 
