@@ -18,7 +18,9 @@ import pytest
 
 # Real data copied into the repository (see tests/data/README.md), so a clone with nothing beside it
 # runs every data-source test; RFMBENCH_TEST_SAMPLES points at another copy of the same layout.
-SAMPLES = Path(os.environ.get("RFMBENCH_TEST_SAMPLES") or Path(__file__).resolve().parents[1] / "data")
+SAMPLES = Path(
+    os.environ.get("RFMBENCH_TEST_SAMPLES") or Path(__file__).resolve().parents[1] / "data"
+)
 OPENML_SAMPLE = SAMPLES / "openml-cache-sample"
 UCI_SAMPLE = SAMPLES / "uci121"
 TEST_SERVER = "https://test.openml.org/api/v1/xml"
