@@ -138,6 +138,12 @@ def run(
             help="default (inner K-fold tuning) or paper (the RFM paper's uci121 protocol)."
         ),
     ] = "default",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="float32 or float64 for the torch models (default: each model's own, float32)."
+        ),
+    ] = None,
     data: DataOption = None,
     target: TargetOption = None,
     categorical: CategoricalOption = None,
@@ -170,6 +176,7 @@ def run(
             device=device,
             run_id=run_id,
             protocol=protocol,
+            precision=precision,
             n_jobs=threads,
         )
         runner = make_executor(

@@ -22,6 +22,27 @@ GREATER_IS_BETTER = {
 }
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
+# Selection scores (inner-CV means, validation losses of an iteration or an epoch) closer than this,
+# relative to their size, are ties, and a tie goes to the earlier candidate. It lies above the
+# rounding that differs between machines (float32's epsilon is 1.2e-7; BLAS kernels and thread
+# counts change the order of sums) and below any difference worth choosing by (an accuracy step is
+# 1 / n_valid, 1e-6 relative only past a million validation rows), so a last-bit difference
+# between two machines cannot flip a chosen hyperparameter, iteration or epoch.
+TIE_RTOL = 1e-6
+
+
+def beats(score: float, best: float) -> bool:
+    """True when ``score`` is higher than ``best`` by more than the tie tolerance ``TIE_RTOL``.
+
+    Scanning candidates in order and replacing the best only when a new score ``beats`` it keeps
+    the earliest of near-equal candidates. NaN never beats anything; anything finite beats -inf.
+    """
+    if math.isnan(score):
+        return False
+    if math.isinf(best) and best < 0:
+        return score > best
+    return score - best > TIE_RTOL * max(abs(score), abs(best))
+
 
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 
+from rfmbench.metrics import beats
 from rfmbench.models.spec import ModelSpec
 from rfmbench.tasks import TaskKind
 
@@ -112,6 +113,7 @@ def inner_cv_score(
     seed: int,
     n_jobs: int,
     validation_is_given: bool = False,
+    precision: str | None = None,
 ) -> Candidate:
     """Fit ``params`` on each inner training part and score it on the held-out part.
 
@@ -125,7 +127,9 @@ def inner_cv_score(
     start = time.perf_counter()
     try:
         for train, valid in splits:
-            model = spec.build(kind, params, device=device, seed=seed, n_jobs=n_jobs)
+            model = spec.make(
+                kind, params, device=device, seed=seed, n_jobs=n_jobs, precision=precision
+            )
             if validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
                 model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
             else:
@@ -159,12 +163,17 @@ def tune(
     n_jobs: int = 1,
     splits: list[tuple] | None = None,
     paper: bool = False,
+    precision: str | None = None,
 ) -> TuningResult:
     """Pick the configuration with the best mean inner-CV score; raise if every candidate failed.
 
+    Scores within ``metrics.TIE_RTOL`` of each other are ties, won by the earlier candidate (the
+    defaults come first), so round-off that differs between machines never changes the choice.
+
     ``splits`` replaces the inner K folds by given (train, validation) index pairs. ``paper``
     searches the model's whole ``paper_space`` grid on those splits, as the RFM paper's protocol
-    does, and lets the model select its iteration on the given validation rows.
+    does, and lets the model select its iteration on the given validation rows. ``precision``
+    ("float32" / "float64") overrides the float precision of models that have one.
     """
     if splits is None:
         splits = inner_splits(y, kind, inner_folds, seed)
@@ -184,10 +193,14 @@ def tune(
             seed=seed,
             n_jobs=n_jobs,
             validation_is_given=paper,
+            precision=precision,
         )
         for params in configs
     ]
-    best = max(candidates, key=lambda c: c.mean_score)
+    best = candidates[0]
+    for candidate in candidates[1:]:  # near-equal scores are ties; the earlier candidate keeps it
+        if beats(candidate.mean_score, best.mean_score):
+            best = candidate
     if best.error is not None:
         raise RuntimeError(f"all {len(candidates)} configurations failed; first: {best.error}")
     return TuningResult(

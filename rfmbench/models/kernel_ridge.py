@@ -96,6 +96,7 @@ SPEC = ModelSpec(
     },
     defaults={"kernel": "laplace", "bandwidth": 10.0, "reg": 1e-3},
     uses_device=True,
+    precision_param="dtype",
     # The RFM paper's UCI grid without the iterations: ridge x row normalisation, bandwidth 10.
     paper_space={
         "reg": [10.0, 1.0, 0.1, 0.01, 0.001],

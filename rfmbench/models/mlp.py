@@ -28,6 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rfmbench.devices import resolve_device
+from rfmbench.metrics import beats
 from rfmbench.models.spec import ModelSpec
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -179,7 +180,8 @@ class _BaseMLP(BaseEstimator):
             with torch.no_grad():
                 val_loss = float(self._loss(_forward(Xv, weights, biases), yv))
             self.val_loss_curve_.append(val_loss * self._loss_scale)
-            if val_loss < best_loss:
+            # A near-equal loss (metrics.TIE_RTOL) is no improvement: the earlier epoch stays.
+            if beats(-val_loss, -best_loss):
                 best_loss, best_epoch = val_loss, epoch
                 best_state = [p.detach().clone() for p in weights + biases]
             elif epoch - best_epoch >= self.patience:
@@ -455,6 +457,7 @@ SPEC = ModelSpec(
     space=SPACE,
     defaults=DEFAULTS,
     uses_device=True,
+    precision_param="dtype",
     refit_params=refit_params,
     paper_space=PAPER_SPACE,
 )

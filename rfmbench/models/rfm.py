@@ -31,6 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from rfmbench.devices import resolve_device
+from rfmbench.metrics import beats
 from rfmbench.models.agop import agop, agop_bytes_per_row
 from rfmbench.models.kernels import KERNELS, block_rows_for, kernel_matrix, psd_power, row_blocks
 from rfmbench.models.spec import ModelSpec
@@ -264,8 +265,9 @@ class _BaseRFM(BaseEstimator):
             timings["kernel"] += t1 - t0
             timings["solve"] += t2 - t1
             timings["validation"] += t3 - t2
-            # NaN never wins; ties keep the earlier iteration; with no validation the last one stays.
-            if X_va is None or best[2] is None or val > best[0]:
+            # NaN never wins; near-ties (metrics.TIE_RTOL) keep the earlier iteration; with no
+            # validation the last one stays.
+            if X_va is None or best[2] is None or beats(val, best[0]):
                 best = (val, M, coef, it)
             if it == self.iters:
                 break
@@ -560,6 +562,7 @@ SPEC = ModelSpec(
     },
     uses_device=True,
     refit_params=_refit_params,
+    precision_param="dtype",
     # The RFM paper's UCI grid: ridge x row normalisation, bandwidth 10, full M, up to 5 iterations.
     paper_space={
         "reg": [10.0, 1.0, 0.1, 0.01, 0.001],

@@ -42,6 +42,25 @@ class ModelSpec:
     # What a model fitted during tuning learned that the refit should reuse, e.g. the iteration or
     # epoch count its validation split chose: fitted estimator -> parameters for the refit.
     refit_params: Callable[[BaseEstimator], dict[str, Any]] | None = None
+    # The estimator parameter that sets its float precision ("float32" / "float64"), for models
+    # that have one; a run's ``precision`` setting overrides it (None: the model's own default).
+    precision_param: str | None = None
+
+    def make(
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        *,
+        device: str,
+        seed: int,
+        n_jobs: int,
+        precision: str | None = None,
+    ) -> BaseEstimator:
+        """An unfitted estimator: ``build`` with the run's ``precision`` where the model has one."""
+        params = dict(params)
+        if precision is not None and self.precision_param is not None:
+            params[self.precision_param] = precision
+        return self.build(kind, params, device=device, seed=seed, n_jobs=n_jobs)
 
     def available(self) -> bool:
         """True when every optional package this model needs can be imported."""

@@ -37,6 +37,7 @@ class JobConfig:
     device: str = "cpu"  # resolved: "cpu" or "cuda:N"
     n_jobs: int = 1
     protocol: str = "default"  # or "paper": tune on the task's fixed selection split
+    precision: str | None = None  # "float32" / "float64" for models that have one; None: theirs
     # Where paper-protocol tuning results are kept (set by run_plan): workers share them, and a
     # resumed run does not tune again.
     selection_dir: str | None = None
@@ -130,12 +131,20 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
             seed=seed,
             device=config.device,
             n_jobs=config.n_jobs,
+            precision=config.precision,
         )
     # A job that reused another job's selection tuning spent no time tuning (waiting is not tuning).
     tuning_seconds = time.perf_counter() - start if tuned_here else 0.0
 
     params = {**tuning.best_params, **tuning.refit_params}
-    model = spec.build(task.kind, params, device=config.device, seed=seed, n_jobs=config.n_jobs)
+    model = spec.make(
+        task.kind,
+        params,
+        device=config.device,
+        seed=seed,
+        n_jobs=config.n_jobs,
+        precision=config.precision,
+    )
     start = time.perf_counter()
     model.fit(fold.X_train, fold.y_train)
     fit_seconds = time.perf_counter() - start
@@ -241,6 +250,7 @@ def _tune_selection_split(spec: ModelSpec, task: Task, config: JobConfig) -> Tun
         n_jobs=config.n_jobs,
         splits=splits,
         paper=True,
+        precision=config.precision,
     )
 
 

@@ -29,6 +29,7 @@ from rfmbench.suites import get_suite
 from rfmbench.tasks import Task
 
 PROTOCOLS = ("default", "paper")
+PRECISIONS = ("float32", "float64")
 
 
 @dataclass
@@ -59,6 +60,7 @@ def make_plan(
     run_id: str | None = None,
     n_jobs: int | None = None,
     protocol: str = "default",
+    precision: str | None = None,
     context: LoadContext | None = None,
     data: Path | None = None,
     target: str | None = None,
@@ -70,6 +72,8 @@ def make_plan(
     With ``data`` (a CSV / Parquet / ARFF file) and ``target``, the run has that one dataset
     instead of a suite; ``categorical`` and ``kind`` override what is detected. ``n_jobs`` is
     each job's thread count (default 1), the same under every executor so the rows are too.
+    ``precision`` ("float32" / "float64") sets the float precision of the models that have one
+    (default: each model's own).
     """
     if folds < 2:
         raise BadOption(f"--folds must be at least 2, got {folds}")
@@ -81,6 +85,8 @@ def make_plan(
         raise BadOption(f"--budget must be at least 1, got {budget}")
     if protocol not in PROTOCOLS:
         raise BadOption(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
+    if precision is not None and precision not in PRECISIONS:
+        raise BadOption(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     models = list(models or ["rfm", "kernel-ridge", "random-forest", "mlp"])
     for name in models:
         if not get_model(name).available():
@@ -130,6 +136,7 @@ def make_plan(
         # Threads per job, fixed whatever the executor: the thread count changes float sums.
         n_jobs=n_jobs or 1,
         protocol=protocol,
+        precision=precision,
     )
     settings = {
         "suite": suite,
@@ -143,6 +150,7 @@ def make_plan(
         "device": resolved,
         "protocol": protocol,
         "threads": n_jobs or 1,
+        "precision": precision,
     }
     return Plan(suite=suite, tasks=tasks, jobs=jobs, config=config, settings=settings)
 
@@ -158,7 +166,17 @@ def done_keys(path: Path, retry_failed: bool) -> set[tuple[str, int, str]]:
 
 
 # Settings that change what a row means: a run may only be resumed with the same values.
-RESUME_SETTINGS = ("suite", "folds", "inner_folds", "budget", "seed", "protocol")
+# Threads and precision belong here too: they change float sums, and with them tuning choices.
+RESUME_SETTINGS = (
+    "suite",
+    "folds",
+    "inner_folds",
+    "budget",
+    "seed",
+    "protocol",
+    "threads",
+    "precision",
+)
 
 
 def check_resumable(metadata_path: Path, plan: Plan) -> None:
