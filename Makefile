@@ -6,18 +6,31 @@ BIN := $(VENV)/bin
 # (or install their CUDA build first) and pip keeps it.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test test-all lint reproduce bench clean
+.PHONY: install test test-all test-floors lint reproduce bench clean
 
+# Ray is installed for the tests of the distributed executor (`--executor ray`).
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,ray]"
 
 test:
 	$(BIN)/pytest -q -m "not slow"
 
 test-all:
 	$(BIN)/pytest -q
+
+# The fast tests on the lowest versions of the direct dependencies that pyproject.toml allows
+# (.ci/floors.py pins them), so a floor below what the code needs fails here, not at a user's.
+FLOORS := .venv-floors
+test-floors:
+	$(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/pip install --quiet "$(TORCH)" packaging "tomli; python_version < '3.11'"
+	$(FLOORS)/bin/python .ci/floors.py test > $(FLOORS)/floors.txt
+	$(FLOORS)/bin/pip install --quiet -r $(FLOORS)/floors.txt
+	$(FLOORS)/bin/pip install --quiet --no-deps -e .
+	$(FLOORS)/bin/pip list --format=freeze | grep -iE "^($$(cut -d= -f1 $(FLOORS)/floors.txt | paste -sd'|'))=="
+	$(FLOORS)/bin/pytest -q -m "not slow" -p no:cacheprovider
 
 lint:
 	$(BIN)/ruff check rfmbench tests benchmarks
@@ -37,4 +50,4 @@ bench:
 	$(BIN)/python benchmarks/executors.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS) .pytest_cache .ruff_cache

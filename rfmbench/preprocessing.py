@@ -67,6 +67,7 @@ def prepare_fold(
     test: np.ndarray,
 ) -> PreparedFold:
     """Fit every transformation on the ``train`` rows only and apply it to both sides."""
+    X = _missing_as_nan(X, categorical)
     transformer = feature_transformer(X, categorical)
     X_train = transformer.fit_transform(X.iloc[train]).astype(np.float64)
     X_test = transformer.transform(X.iloc[test]).astype(np.float64)
@@ -82,3 +83,19 @@ def prepare_fold(
     return PreparedFold(
         X_train, (y_train_raw - mean) / scale, X_test, y_test_raw.astype(float), None, mean, scale
     )
+
+
+def _missing_as_nan(X: pd.DataFrame, categorical: tuple[str, ...]) -> pd.DataFrame:
+    """``X`` with every missing categorical value (None, pd.NA, NaN) as NaN.
+
+    SimpleImputer recognises only NaN; which of the others pandas turns into NaN by itself depends
+    on its version (a None in an object column stays None before pandas 3), and a None left as is
+    would become a category of its own.
+    """
+    if not categorical:
+        return X
+    X = X.copy()
+    for column in categorical:
+        values = X[column]
+        X[column] = values.astype(object).where(values.notna(), np.nan)
+    return X

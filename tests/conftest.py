@@ -7,6 +7,12 @@ scikit-learn estimators, so tuning and runner tests do not depend on the project
 
 from __future__ import annotations
 
+import os
+
+# scikit-learn's estimator checks test array-API input (numpy's namespace, for our estimators)
+# only when SciPy runs in array-API mode, which must be chosen before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
