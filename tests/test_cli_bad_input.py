@@ -189,6 +189,23 @@ def test_a_bad_value_in_a_real_subprocess(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "x.csv").exists()
 
 
+def test_the_library_gives_python_users_the_same_errors(tmp_path: Path) -> None:
+    from rfmbench.compare.stats import check_options
+    from rfmbench.errors import BadOption
+    from rfmbench.files import check_out_dir
+
+    with pytest.raises(BadOption, match="--seed must be an integer from 0 to 4294967295"):
+        check_options(seed=-1)
+    with pytest.raises(BadOption, match="--pair needs two different"):
+        check_options(pair=["rfm"])
+    assert check_options(pair="rfm, mlp") == ("rfm", "mlp")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(BadOption, match="--out must be a folder, but '.*f' is a file"):
+        check_out_dir(tmp_path / "f")
+    assert check_out_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
 def test_a_single_class_shows_the_value_as_written(tmp_path: Path) -> None:
     path = tmp_path / "one.csv"
     path.write_text("a,y\n1,2\n2,2\n3,2\n")
