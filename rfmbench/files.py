@@ -76,8 +76,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a new temporary folder beside ``final`` to fill, then move it onto ``final``.
 
-    If another process creates ``final`` meanwhile, its copy is kept and ours removed. The folder is made with ``os.mkdir``
-    (mode from the umask), not ``tempfile.mkdtemp``'s 0700.
+    If another process creates ``final`` meanwhile, its copy is kept and ours removed. The
+    folder is made with ``os.mkdir`` (mode from the umask), not ``tempfile.mkdtemp``'s 0700.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ SMALL += ["--inner-folds", "2", "--budget", "1", "--device", "cpu", "--jobs", "1
 RUN = ["run", *SMALL, "--out", "{out}"]
 
 # (command line, fragment of the one error line). {out}: the results folder (not there yet);
-# {file}: an existing plain file; {dir}: an existing folder; {csv}: a valid data file; {results}: a valid results file.
+# {file}: an existing plain file; {dir}: an existing folder; {csv}: a valid data file;
+# {results}: a valid results file.
 CASES = [
     # the six a new user found
     ([*RUN, "--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
@@ -132,7 +133,8 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A working folder inside ``tmp_path`` (so '../x' lands in tmp_path, where it is seen),
-    with a plain file, a folder, a data file and a results file; the cache is an unused folder there."""
+    with a plain file, a folder, a data file and a results file; the cache is an unused folder
+    there."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "afile").write_text("not a folder\n")

@@ -136,8 +136,9 @@ def check_options(
 
     ``metric`` must be a known metric name, ``out`` and ``plot`` writable file names (``plot``
     with a suffix matplotlib can write), ``plot_dir`` a folder, ``pair`` two distinct model
-    names (a list, or one string ``"a,b"``), ``seed`` in 0..2**32-1. Whether the metric fits the results' task kinds, and whether
-    the pair's models are in them, is checked when the results are read.
+    names (a list, or one string ``"a,b"``), ``seed`` in 0..2**32-1. Whether the metric fits
+    the results' task kinds, and whether the pair's models are in them, is checked when the
+    results are read.
     """
     from rfmbench.files import check_out_dir, check_out_file
 
