@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rfmbench.cli import app
-from rfmbench.files import atomic_dir, write_atomic
+from rfmbench.files import write_atomic
 from rfmbench.results import append_row, write_frame, write_metadata
 from tests.test_cli_datasets import one_error_line
 
@@ -232,6 +232,7 @@ def test_files_we_write_get_their_mode_from_the_umask(tmp_path: Path, umask: int
     from matplotlib.figure import Figure
 
     from rfmbench.compare.plots import save_figure
+    from rfmbench.sources.cache import write_dir_atomically
     from rfmbench.suites import write_lock
 
     # What open() would give a new file and os.mkdir a new folder under this umask.
@@ -246,8 +247,7 @@ def test_files_we_write_get_their_mode_from_the_umask(tmp_path: Path, umask: int
     append_row(tmp_path / "run.csv", {"dataset": "d", "fold": 0, "model": "m", "status": "ok"})
     write_lock(tmp_path / "s.lock.toml", {"suite": "s"}, [{"name": "d"}])
     save_figure(Figure(), tmp_path / "fig.png")
-    with atomic_dir(tmp_path / "cached") as folder:
-        (folder / "data.json").write_text("{}")
+    write_dir_atomically(tmp_path / "cached", lambda folder: (folder / "m.json").write_text("{}"))
     for name in ("a.txt", "b.bin", "board.csv", "run.json", "run.csv", "s.lock.toml", "fig.png"):
         assert oct(mode(tmp_path / name)) == oct(expected_file), name
     assert oct(mode(tmp_path / "cached")) == oct(expected_dir)
@@ -271,3 +271,24 @@ def test_a_real_run_writes_readable_results(tmp_path: Path, monkeypatch: pytest.
     assert written == ["r-leaderboard.csv", "r.csv", "r.json"]
     for name in written:
         assert oct(mode(tmp_path / "out" / name)) == oct(0o644), name
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("results/run-20250101-120000.csv", True),
+        ("results/run-20250101-120000-leaderboard.csv", True),
+        ("results/sub/x.json", True),
+        ("results/reproduce.csv", False),  # the committed reference stays tracked
+        ("results/run.csv.lock", True),
+        ("datasets/suites/tabular.lock", True),
+        ("datasets/suites/tabular.lock.toml", False),  # a suite's pinned ids are committed
+    ],
+)
+def test_runs_of_users_do_not_clutter_git_status(path: str, ignored: bool) -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", path], cwd=REPO, capture_output=True
+    )
+    assert result.returncode == (0 if ignored else 1), (path, result.stderr)
