@@ -4,16 +4,73 @@ and renders what comes back."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from rfmbench import __version__, render
 from rfmbench.errors import RfmbenchError
 
+
+class OneLineErrors(TyperGroup):
+    """Render typer's own parsing errors (unknown option, value of the wrong type, missing
+    argument) as one ``error:`` line and exit 2, like the package's errors, instead of a usage
+    block and a framed panel."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **options: Any) -> Any:
+        if options.get("standalone_mode", True) is False:
+            return super().main(args, *rest, **options)
+        args = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args, *rest, **{**options, "standalone_mode": False})
+        except typer.Abort:
+            render.error("aborted")
+            sys.exit(1)
+        except Exception as exc:
+            # typer carries its own click; its errors are recognised by their interface.
+            if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # help was printed already
+                sys.exit(exc.exit_code)
+            render.error(_one_line(exc, args), hint=_help_hint(exc))
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: Exception, args: list[str]) -> str:
+    """The parser's message on one line, with the value as typed when it names a bad value."""
+    message = " ".join(exc.format_message().split())
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ == "BadParameter" and param is not None:
+        typed = _typed_value(args, list(getattr(param, "opts", [])))
+        if typed is not None:
+            message += f", got '{typed}'"
+    return message
+
+
+def _typed_value(args: list[str], opts: list[str]) -> str | None:
+    """The value given to the option ``opts`` on the command line (the last one wins)."""
+    found = None
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(opt + "="):
+                found = arg[len(opt) + 1 :]
+    return found
+
+
+def _help_hint(exc: Exception) -> str | None:
+    ctx = getattr(exc, "ctx", None)
+    return f"see `{ctx.command_path} --help`" if ctx is not None else None
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Benchmark Recursive Feature Machines against tuned baselines on real tabular data.",
     no_args_is_help=True,
     add_completion=False,
@@ -34,10 +91,14 @@ def user_errors() -> Iterator[None]:
 
 
 def parse_list(value: str | None) -> list[str] | None:
-    """'a, b,c' -> ['a', 'b', 'c']; empty -> None."""
-    if not value:
+    """'a, b,c' -> ['a', 'b', 'c']; not given -> None; given but empty ('', ',') -> [].
+
+    An empty list is passed on, not read as "not given", so ``--models ''`` is an error rather
+    than a run of the default models.
+    """
+    if value is None:
         return None
-    return [item.strip() for item in value.split(",") if item.strip()] or None
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _version(value: bool) -> None:
@@ -154,12 +215,25 @@ def run(
 ) -> None:
     """Benchmark MODELS on SUITE, write OUT/RUN_ID.csv and print the ranked leaderboard."""
     from rfmbench.compare.leaderboard import leaderboard
+    from rfmbench.devices import resolve_device
+    from rfmbench.files import check_out_dir
     from rfmbench.results import read_run, write_frame
     from rfmbench.runner.executors import make_executor
     from rfmbench.runner.plan import make_plan, pending_jobs, run_plan
     from rfmbench.sources import LoadContext
 
     with user_errors():
+        # Every option is checked before any data is read or job run: the folder, the
+        # executor's options, then make_plan's (which checks the rest before loading).
+        out = check_out_dir(out)
+        runner = make_executor(
+            jobs=jobs,
+            time_limit=time_limit,
+            device=str(resolve_device(device)),
+            executor=executor,
+            ray_address=ray_address,
+            threads=max(1, threads),
+        )
         plan = make_plan(
             context=LoadContext(cache_dir=cache_dir, data_dir=data_dir, offline=offline),
             data=data,
@@ -178,14 +252,6 @@ def run(
             protocol=protocol,
             precision=precision,
             n_jobs=threads,
-        )
-        runner = make_executor(
-            jobs=jobs,
-            time_limit=time_limit,
-            device=plan.config.device,
-            executor=executor,
-            ray_address=ray_address,
-            threads=plan.config.n_jobs,
         )
         todo = pending_jobs(plan, out, retry_failed)
         render.info(
@@ -327,15 +393,14 @@ def compare(
     """Merge FILES (a later file's row for the same job wins), rank the models per task kind,
     run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
     from rfmbench.compare.plots import write_plots
+    from rfmbench.compare.stats import check_options, merge_runs, summary_frame
     from rfmbench.compare.stats import compare as compare_runs
-    from rfmbench.compare.stats import merge_runs, summary_frame
-    from rfmbench.errors import BadOption
     from rfmbench.results import read_run, write_frame
 
     with user_errors():
-        chosen_pair = parse_list(pair)
-        if chosen_pair is not None and len(chosen_pair) != 2:
-            raise BadOption(f"--pair needs two comma-separated models, got '{pair}'")
+        chosen_pair = check_options(
+            metric=metric, out=out, plot=plot, plot_dir=plot_dir, pair=pair, seed=seed
+        )
         paths = expand_paths(files)
         results, replaced = merge_runs([read_run(path) for path in paths])
         if replaced:
@@ -354,7 +419,7 @@ def compare(
             comparisons,
             plot=plot,
             plot_dir=plot_dir,
-            pair=tuple(chosen_pair) if chosen_pair else None,
+            pair=chosen_pair,
         )
         for message in skipped:
             render.warning(message)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfmbench.errors import DataSourceError, unknown
+from rfmbench.errors import BadOption, DataSourceError, unknown
 from rfmbench.sources import DatasetRef, LoadContext, get_loader
 from rfmbench.sources.cache import cache_root
 from rfmbench.suites import Suite, all_suites, get_suite, lock_path, suite_settings, write_lock
@@ -105,6 +105,9 @@ def fetch(
     on_item: Callable[[dict], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Download what a suite needs into the cache (or ``ctx.data_dir``); one record per item."""
+    ctx.check()
+    if names is not None and not names:
+        raise BadOption("--datasets names no dataset", hint="see `rfmbench datasets list`")
     suite = get_suite(suite_name)
     records: list[dict[str, Any]] = []
 
@@ -149,6 +152,7 @@ def fetch(
 
 def list_datasets(suite_name: str | None, ctx: LoadContext) -> pd.DataFrame:
     """One row per dataset of a suite (every suite when None), without loading any data."""
+    ctx.check()
     suites = [get_suite(suite_name)] if suite_name else list(all_suites().values())
     rows = []
     for suite in suites:
@@ -230,6 +234,12 @@ def dataset_info(
     kind: str | None = None,
 ) -> dict[str, Any]:
     """Load one dataset (a suite's, or a local file) and describe it."""
+    ctx.check()
+    from rfmbench.sources.local import check_file_options
+
+    check_file_options(data, target, categorical, kind)
+    if data is not None and (name or suite):
+        raise BadOption("name a dataset or pass --data FILE, not both")
     if data is not None:
         from rfmbench.sources.local import file_ref
 

@@ -19,7 +19,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str) or not _PATTERN.match(device):
-        raise DeviceError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":

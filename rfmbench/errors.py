@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 
 class RfmbenchError(Exception):
     """Base of every user-facing error; ``hint`` says how to fix it."""
@@ -34,3 +36,17 @@ class ResultsFileError(RfmbenchError):
 def unknown(kind: str, name: str, known: list[str]) -> UnknownName:
     """Build the standard 'unknown X' error listing the valid names."""
     return UnknownName(f"unknown {kind} '{name}'; choose from: {', '.join(sorted(known))}")
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """Return ``seed`` if it is an integer in 0..2**32-1, else raise BadOption."""
+    try:
+        value = operator.index(seed)  # int or a numpy integer; not a float, not a bool's text
+    except TypeError:
+        value = None
+    if value is None or isinstance(seed, bool) or not 0 <= value <= SEED_MAX:
+        raise BadOption(f"{option} must be an integer from 0 to {SEED_MAX}, got {seed}")
+    return int(value)

@@ -3,7 +3,8 @@
 Each finished job is one complete line, written with a single ``write`` under a file lock and
 flushed with ``fsync`` before the next job starts, so a kill leaves at worst no line, never half of
 one, and two runs writing the same file cannot interleave rows. Derived files (leaderboards, run
-metadata) are written to a temporary file and moved into place.
+metadata) are written to a temporary file and moved into place (``files.write_atomic``, re-exported
+here), with the mode the umask gives any other file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 from filelock import FileLock
 
 from rfmbench.errors import ResultsFileError
+from rfmbench.files import write_atomic as write_atomic  # re-exported: the one writer
 from rfmbench.metrics import ALL_METRICS
 
 COLUMNS: tuple[str, ...] = (
@@ -132,21 +133,6 @@ def read_run(path: Path) -> pd.DataFrame:
         )
     frame = frame[frame["status"].isin(STATUSES)]
     return frame.reset_index(drop=True)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then move it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_frame(path: Path, frame: pd.DataFrame) -> None:

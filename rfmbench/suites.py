@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rfmbench.errors import RfmbenchError, unknown
+from rfmbench.files import write_atomic
 from rfmbench.sources import DatasetRef
 
 if sys.version_info >= (3, 11):
@@ -129,9 +130,7 @@ def write_lock(path: Path, header: dict, entries: list[dict], comment: str = "")
     for entry in entries:
         lines += ["", "[[datasets]]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items() if v is not None]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def _toml_value(value: object) -> str:

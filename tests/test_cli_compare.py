@@ -131,7 +131,7 @@ def test_failed_model_is_marked_and_counted(tmp_path: Path):
         (["nothing-*.csv"], "no results file matches nothing-*.csv"),
         (["{run}", "--metric", "rmse"], "--metric rmse is a regression metric"),
         (["{run}", "--metric", "f1"], "unknown metric 'f1'"),
-        (["{run}", "--pair", "rfm"], "--pair needs two comma-separated models"),
+        (["{run}", "--pair", "rfm"], "--pair needs two different comma-separated models"),
         (["{run}", "--pair", "rfm,zzz", "--plot-dir", "figs"], "no results for model 'zzz'"),
         (["{run}", "--plot", "cd.nope"], "cannot write a figure as '.nope'"),
         (["{bad}"], "is not an rfmbench results file"),

@@ -7,8 +7,6 @@ through a temporary file and ``os.replace``, so a reader never sees half a PNG.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rfmbench.errors import BadOption
+from rfmbench.files import atomic_path
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -102,16 +101,8 @@ def rank_distribution(ranks: pd.DataFrame, title: str = "") -> Figure:
 def save_figure(figure: Figure, path: Path, dpi: int = 150) -> Path:
     """Write ``figure`` to ``path`` (format from its suffix) via a temporary file and os.replace."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:  # savefig picks the format by suffix
         figure.savefig(tmp, dpi=dpi, bbox_inches="tight")  # labels outside the axes
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the figure from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -122,6 +113,17 @@ def default_pair(models: list[str]) -> tuple[str, str] | None:
     if "rfm" in models:
         return ("rfm", next(m for m in models if m != "rfm"))
     return (models[0], models[1])
+
+
+def check_plot_path(plot: Path) -> Path:
+    """Return ``plot`` if matplotlib can write a figure in the format its suffix names."""
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if Path(plot).suffix.lstrip(".").lower() not in supported:
+        raise BadOption(
+            f"--plot: cannot write a figure as '{Path(plot).suffix or Path(plot).name}'",
+            hint=f"use one of {', '.join('.' + s for s in sorted(supported))}",
+        )
+    return Path(plot)
 
 
 def write_plots(
@@ -138,12 +140,8 @@ def write_plots(
     ``cd-regression.png``). ``plot_dir``: per kind, ``cd-KIND.png``, ``ranks-KIND.png`` and
     ``pair-A-vs-B-KIND.png`` (``pair``, else ``default_pair``).
     """
-    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
-    if plot is not None and Path(plot).suffix.lstrip(".").lower() not in supported:
-        raise BadOption(
-            f"--plot: cannot write a figure as '{Path(plot).suffix or Path(plot).name}'",
-            hint=f"use one of {', '.join('.' + s for s in sorted(supported))}",
-        )
+    if plot is not None:
+        check_plot_path(plot)
     written: list[Path] = []
     skipped: list[str] = []
     several = len(comparisons) > 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from rfmbench.compare.leaderboard import (
     latest_rows,
     normalized_scores,
 )
-from rfmbench.errors import BadOption, ResultsFileError, unknown
+from rfmbench.errors import BadOption, ResultsFileError, check_seed, unknown
 from rfmbench.metrics import (
     ALL_METRICS,
     CLASSIFICATION_METRICS,
@@ -122,10 +123,51 @@ def resolve_metric(results: pd.DataFrame, metric: str | None) -> dict[str, str]:
     return {kind: metric}
 
 
+def check_options(
+    *,
+    metric: str | None = None,
+    out: Path | None = None,
+    plot: Path | None = None,
+    plot_dir: Path | None = None,
+    pair: str | list[str] | None = None,
+    seed: int = 0,
+) -> tuple[str, str] | None:
+    """Check a comparison's options before any file is read or written; return the pair.
+
+    ``metric`` must be a known metric name, ``out`` and ``plot`` writable file names (``plot``
+    with a suffix matplotlib can write), ``plot_dir`` a folder, ``pair`` two distinct model
+    names (a list, or one string ``"a,b"``), ``seed`` in 0..2**32-1. Whether the metric fits
+    the results' task kinds, and whether the pair's models are in them, is checked when the
+    results are read.
+    """
+    from rfmbench.files import check_out_dir, check_out_file
+
+    check_seed(seed)
+    if metric is not None and metric not in ALL_METRICS:
+        raise unknown("metric", metric, list(ALL_METRICS))
+    if out is not None:
+        check_out_file(out, "--out")
+    if plot is not None:
+        from rfmbench.compare.plots import check_plot_path
+
+        check_out_file(plot, "--plot")
+        check_plot_path(plot)
+    if plot_dir is not None:
+        check_out_dir(plot_dir, "--plot-dir")
+    if pair is None:
+        return None
+    names = [p.strip() for p in pair.split(",")] if isinstance(pair, str) else list(pair)
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        shown = pair if isinstance(pair, str) else ",".join(pair)
+        raise BadOption(f"--pair needs two different comma-separated models, got '{shown}'")
+    return (names[0], names[1])
+
+
 def compare(
     results: pd.DataFrame, metric: str | None = None, *, seed: int = 0
 ) -> list[KindComparison]:
     """Compare the models of ``results`` per task kind (see ``compare_kind``)."""
+    check_seed(seed)
     results = latest_rows(results)
     return [
         compare_kind(results[results["task_kind"] == kind], kind, chosen, seed=seed)

@@ -234,7 +234,7 @@ def make_executor(
         raise BadOption(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
     if jobs < 0:
         raise BadOption(f"--jobs must be at least 1 (or 0: as many as fit), got {jobs}")
-    if time_limit is not None and time_limit <= 0:
+    if time_limit is not None and not 0 < time_limit < float("inf"):  # nan fails too
         raise BadOption(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
     if ray_address and executor != "ray":
         raise BadOption("--ray-address needs --executor ray")

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from rfmbench import __version__
 from rfmbench.devices import resolve_device
-from rfmbench.errors import BadOption, ResultsFileError
+from rfmbench.errors import BadOption, ResultsFileError, check_seed
+from rfmbench.files import check_out_dir, check_run_id
 from rfmbench.models.registry import get_model
 from rfmbench.results import append_row, read_run, run_path, write_metadata
 from rfmbench.runner.executors import Executor, SerialExecutor
 from rfmbench.runner.jobs import Job, JobConfig
 from rfmbench.sources import LoadContext, get_loader
+from rfmbench.sources.local import check_file_options
 from rfmbench.suites import get_suite
 from rfmbench.tasks import Task
 
@@ -75,6 +77,11 @@ def make_plan(
     ``precision`` ("float32" / "float64") sets the float precision of the models that have one
     (default: each model's own).
     """
+    # Every option is checked here, before the device is probed or any data is read, so a
+    # mistake never costs a finished benchmark (a bad run id used to fail at the leaderboard).
+    seed = check_seed(seed)  # a plain int, also in the metadata JSON
+    if run_id is not None:
+        check_run_id(run_id)
     if folds < 2:
         raise BadOption(f"--folds must be at least 2, got {folds}")
     if inner_folds < 2:
@@ -87,6 +94,13 @@ def make_plan(
         raise BadOption(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
     if precision is not None and precision not in PRECISIONS:
         raise BadOption(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if data is None and datasets is not None and not datasets:
+        raise BadOption("--datasets names no dataset", hint="see `rfmbench datasets list`")
+    if data is not None and datasets is not None:
+        raise BadOption("--datasets cannot be used with --data (the file is the one dataset)")
+    check_file_options(data, target, categorical, kind)
+    if models is not None and not models:
+        raise BadOption("--models names no model", hint="see `rfmbench models`")
     models = list(models or ["rfm", "kernel-ridge", "random-forest", "mlp"])
     for name in models:
         if not get_model(name).available():
@@ -94,10 +108,12 @@ def make_plan(
                 f"model '{name}' needs packages that are not installed: "
                 f"{', '.join(get_model(name).requires)}"
             )
-    resolved = str(resolve_device(device))
     context = context or LoadContext()
     context = LoadContext(**{**asdict(context), "folds": folds, "seed": seed, "protocol": protocol})
-    if data is not None:
+    context.check()
+    chosen = get_suite(suite) if data is None else None
+    resolved = str(resolve_device(device))
+    if chosen is None:
         from rfmbench.sources.local import file_ref
 
         refs: tuple = (file_ref(data, target, categorical, kind),)
@@ -105,8 +121,12 @@ def make_plan(
     else:
         from rfmbench.datasets import suite_refs
 
-        chosen = get_suite(suite)
         refs, source = suite_refs(chosen, datasets, context), chosen.source
+    if protocol == "paper" and source != "uci121":  # only that source has selection splits
+        raise BadOption(
+            f"--protocol paper needs datasets with a fixed selection split; '{suite}' has none",
+            hint="use it with --suite uci121",
+        )
     load = get_loader(source)
     tasks = {ref.name: load(ref, context) for ref in refs}
     if protocol == "paper":
@@ -209,7 +229,8 @@ def run_plan(
     on_done: Callable[[Job, dict], None] | None = None,
 ) -> Path:
     """Run every job not already done, appending each row as it finishes; return the CSV path."""
-    path = run_path(out, plan.config.run_id)
+    out = check_out_dir(out)
+    path = run_path(out, check_run_id(plan.config.run_id))
     check_resumable(path.with_suffix(".json"), plan)
     write_metadata(path.with_suffix(".json"), run_metadata(plan))
 

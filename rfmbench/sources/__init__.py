@@ -34,6 +34,18 @@ class LoadContext:
     offline: bool = False
     protocol: str = "default"
 
+    def check(self) -> LoadContext:
+        """Raise BadOption for a value no source can use; called before any data is touched."""
+        from rfmbench.errors import BadOption, check_seed
+        from rfmbench.files import check_dir_option
+
+        if isinstance(self.folds, bool) or not hasattr(self.folds, "__index__") or self.folds < 2:
+            raise BadOption(f"--folds must be at least 2, got {self.folds}")
+        check_seed(self.seed)
+        check_dir_option(self.cache_dir, "--cache-dir")
+        check_dir_option(self.data_dir, "--data-dir")
+        return self
+
 
 Loader = Callable[[DatasetRef, LoadContext], Task]
 

@@ -7,15 +7,14 @@ repository (an editable install), else ``~/.cache/rfmbench``.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 from rfmbench.errors import DataSourceError
+from rfmbench.files import atomic_dir
 
 CACHE_ENV = "RFMBENCH_CACHE_DIR"
 PROBE_SECONDS = 8.0  # a reachable host answers a TCP connect well within this
@@ -38,17 +37,8 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> None:
 
     A reader sees either no folder or a complete one, even if the writer is killed half-way.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         fill(tmp)
-        if final.exists():  # another process finished first; keep its copy
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def probe(url: str, *, what: str, hint: str, seconds: float = PROBE_SECONDS) -> None:

@@ -135,6 +135,37 @@ def _integer_valued(values: pd.Series) -> bool:
     )
 
 
+def check_file_options(
+    data: Path | None,
+    target: str | None,
+    categorical: list[str] | None = None,
+    kind: str | None = None,
+) -> None:
+    """Check ``--data`` and its companions before anything is read: named together, the file
+    there, its format known, the kind one of ``KINDS``."""
+    if data is None:
+        for option, value in (
+            ("--target", target),
+            ("--categorical", categorical),
+            ("--kind", kind),
+        ):
+            if value is not None:
+                raise BadOption(f"{option} needs --data FILE")
+        return
+    path = Path(data).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise DataSourceError(f"--data: data file {data} {what}")
+    try:
+        file_format(path)
+    except DataSourceError as exc:
+        raise DataSourceError(f"--data: {exc}") from None
+    if target is None or not target.strip():
+        raise BadOption("--data needs --target COLUMN", hint="pass the name of the target column")
+    if kind is not None and kind not in KINDS:
+        raise BadOption(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
+
+
 def file_ref(
     path: Path,
     target: str | None,
@@ -188,7 +219,7 @@ def load(ref: DatasetRef, ctx: LoadContext) -> Task:
         if classes < 2:
             raise DataSourceError(
                 f"target column '{target}' of {path} has a single class "
-                f"({y_series.iloc[0]!r}); nothing to classify"
+                f"({_plain(y_series.iloc[0])!r}); nothing to classify"
             )
         y = np.asarray(y_series.astype(object) if not _integer_valued(y_series) else y_series)
         smallest = int(y_series.value_counts().min())
@@ -226,6 +257,11 @@ def _categorical(X: pd.DataFrame, chosen: Any, declared: set[str]) -> tuple[str,
             f"features are: {', '.join(list(X.columns)[:12])}"
         )
     return tuple(names)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so messages show ``2``, not ``np.int64(2)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _sha256(path: Path) -> str:

@@ -34,6 +34,17 @@ def tiny(tiny_spec, register_model):
         ({"suite": "nope"}, UnknownName, "unknown suite 'nope'"),
         ({"datasets": ["iris", "nope"]}, UnknownName, "'nope'"),
         ({"device": "gpu"}, DeviceError, "device must be"),
+        ({"seed": -1}, BadOption, "--seed must be an integer from 0 to 4294967295, got -1"),
+        ({"seed": 2**32}, BadOption, "--seed must be an integer from 0 to 4294967295"),
+        ({"seed": 1.5}, BadOption, "--seed must be an integer"),
+        ({"run_id": "a/b"}, BadOption, "'a/b' contains a path separator"),
+        ({"run_id": "../x"}, BadOption, "'../x' contains a path separator"),
+        ({"run_id": ""}, BadOption, "'' is empty"),
+        ({"run_id": " r"}, BadOption, "starts or ends with white space"),
+        ({"run_id": ".r"}, BadOption, "starts with '.'"),
+        ({"models": []}, BadOption, "--models names no model"),
+        ({"datasets": []}, BadOption, "--datasets names no dataset"),
+        ({"target": "y"}, BadOption, "--target needs --data"),
         pytest.param(
             {"device": "cuda"},
             DeviceError,
@@ -46,6 +57,14 @@ def test_make_plan_rejects_bad_options(tiny, options, error, match) -> None:
     settings = {"datasets": ["iris"], "models": ["tiny"], **options}
     with pytest.raises(error, match=match):
         make_plan(**settings)
+
+
+def test_run_plan_refuses_an_out_that_is_a_file(tiny, tmp_path: Path) -> None:
+    plan = make_plan(datasets=["iris"], models=["tiny"], folds=2, inner_folds=2, budget=1)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadOption, match="--out must be a folder"):
+        run_plan(plan, tmp_path / "file")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_a_model_whose_packages_are_missing_is_rejected(tiny_spec, register_model) -> None:
