@@ -22,7 +22,6 @@ the outer folds; the criterion is "tuned >= default - 1 point".
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+from rfmbench.config import RunConfig
 from rfmbench.metrics import PRIMARY_METRIC
 from rfmbench.preprocessing import PreparedFold, prepare_fold
 from rfmbench.results import read_run
@@ -49,8 +49,8 @@ RAISED_MAX_ITER = 2000
 
 
 def default_budget() -> int:
-    """The tuning budget `rfmbench run` uses when none is given (``make_plan``'s default)."""
-    return inspect.signature(make_plan).parameters["budget"].default
+    """The tuning budget `rfmbench run` uses when none is given."""
+    return RunConfig().budget
 
 
 # -- scikit-learn defaults ---------------------------------------------------------------------------
@@ -134,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             device="cpu",
             run_id="baselines",
+            out=out,
         )
         print(
-            f"tuned: {len(plan.jobs)} jobs, budget {budget}, {plan.config.inner_folds} inner folds,"
+            f"tuned: {len(plan.jobs)} jobs, budget {budget}, {plan.job_config.inner_folds} inner folds,"
             f" {args.folds} outer folds, seed {args.seed}",
             file=sys.stderr,
             flush=True,
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         def on_done(job, row) -> None:
             print(f"  {job.dataset} fold {job.fold} {job.model}: {row['status']}", file=sys.stderr)
 
-        path = run_plan(plan, out, on_done=on_done)
+        path = run_plan(plan, on_done=on_done)
         tuned = read_run(path)
     tuned_seconds = time.perf_counter() - started
 

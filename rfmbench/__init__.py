@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["RFMClassifier", "RFMRegressor", "__version__"]
+__all__ = ["RFMClassifier", "RFMRegressor", "RunConfig", "RunResult", "__version__", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,12 @@ def __getattr__(name: str) -> Any:
         from rfmbench.models import rfm
 
         return getattr(rfm, name)
+    if name == "RunConfig":
+        from rfmbench.config import RunConfig
+
+        return RunConfig
+    if name in ("run", "RunResult"):
+        from rfmbench import benchmark
+
+        return getattr(benchmark, name)
     raise AttributeError(f"module 'rfmbench' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from rfmbench import __version__, render
+from rfmbench.config import RunConfig
 from rfmbench.errors import RfmbenchError
 
 
@@ -77,7 +78,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-DEFAULT_MODELS = "rfm,kernel-ridge,random-forest,mlp"
+DEFAULTS = RunConfig()  # the run command's option defaults are the library's
 
 
 @contextlib.contextmanager
@@ -148,17 +149,25 @@ OfflineOption = Annotated[
 
 @app.command()
 def run(
-    suite: Annotated[str, typer.Option(help="Suite name; see `rfmbench suites`.")] = "embedded",
+    suite: Annotated[str, typer.Option(help="Suite name; see `rfmbench suites`.")] = DEFAULTS.suite,
     datasets: Annotated[
         str | None, typer.Option(help="Comma-separated dataset names (default: the whole suite).")
     ] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = DEFAULT_MODELS,
-    folds: Annotated[int, typer.Option(help="Outer folds (stratified for classification).")] = 5,
-    inner_folds: Annotated[int, typer.Option(help="Inner CV folds for tuning.")] = 3,
-    budget: Annotated[int, typer.Option(help="Configurations tried per model (same for all).")] = 6,
-    seed: Annotated[int, typer.Option(help="Seed for splits, tuning and models.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    out: Annotated[Path, typer.Option(help="Folder for results.")] = Path("results"),
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = ",".join(
+        DEFAULTS.models
+    ),
+    folds: Annotated[
+        int, typer.Option(help="Outer folds (stratified for classification).")
+    ] = DEFAULTS.folds,
+    inner_folds: Annotated[
+        int, typer.Option(help="Inner CV folds for tuning.")
+    ] = DEFAULTS.inner_folds,
+    budget: Annotated[
+        int, typer.Option(help="Configurations tried per model (same for all).")
+    ] = DEFAULTS.budget,
+    seed: Annotated[int, typer.Option(help="Seed for splits, tuning and models.")] = DEFAULTS.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = DEFAULTS.device,
+    out: Annotated[Path, typer.Option(help="Folder for results.")] = DEFAULTS.out,
     run_id: Annotated[
         str | None,
         typer.Option(help="Run name; an existing one is resumed (default: a timestamp)."),
@@ -214,71 +223,58 @@ def run(
     offline: OfflineOption = False,
 ) -> None:
     """Benchmark MODELS on SUITE, write OUT/RUN_ID.csv and print the ranked leaderboard."""
-    from rfmbench.compare.leaderboard import leaderboard
-    from rfmbench.devices import resolve_device
-    from rfmbench.files import check_out_dir
-    from rfmbench.results import read_run, write_frame
-    from rfmbench.runner.executors import make_executor
-    from rfmbench.runner.plan import make_plan, pending_jobs, run_plan
-    from rfmbench.sources import LoadContext
+    from rfmbench.benchmark import run as run_benchmark
+    from rfmbench.config import RunConfig
 
-    with user_errors():
-        # Every option is checked before any data is read or job run: the folder, the
-        # executor's options, then make_plan's (which checks the rest before loading).
-        out = check_out_dir(out)
-        runner = make_executor(
-            jobs=jobs,
-            time_limit=time_limit,
-            device=str(resolve_device(device)),
-            executor=executor,
-            ray_address=ray_address,
-            threads=max(1, threads),
+    def planned(plan, n_to_run: int) -> None:
+        run_ids.append(plan.config.run_id)
+        render.info(
+            f"run {plan.config.run_id}: {len(plan.tasks)} datasets, "
+            f"{len(plan.config.models)} models, {len(plan.jobs)} jobs "
+            f"({n_to_run} to run) on {plan.job_config.device}"
         )
-        plan = make_plan(
-            context=LoadContext(cache_dir=cache_dir, data_dir=data_dir, offline=offline),
-            data=data,
-            target=target,
-            categorical=parse_list(categorical),
-            kind=kind,
+
+    run_ids: list[str] = []
+    with user_errors():
+        config = RunConfig(
             suite=suite,
-            datasets=parse_list(datasets),
-            models=parse_list(models),
+            datasets=_tuple(parse_list(datasets)),
+            models=_tuple(parse_list(models)),
             folds=folds,
             inner_folds=inner_folds,
             budget=budget,
             seed=seed,
-            device=device,
-            run_id=run_id,
             protocol=protocol,
             precision=precision,
-            n_jobs=threads,
-        )
-        todo = pending_jobs(plan, out, retry_failed)
-        render.info(
-            f"run {plan.config.run_id}: {len(plan.tasks)} datasets, "
-            f"{len(plan.settings['models'])} models, {len(plan.jobs)} jobs "
-            f"({len(todo)} to run) on {plan.config.device}"
+            threads=threads,
+            device=device,
+            workers=jobs,
+            executor=executor,
+            ray_address=ray_address,
+            time_limit=time_limit,
+            out=out,
+            run_id=run_id,
+            retry_failed=retry_failed,
+            data=data,
+            target=target,
+            categorical=_tuple(parse_list(categorical)),
+            kind=kind,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            offline=offline,
         )
         try:
-            with render.job_progress(len(todo)) as (on_start, on_done):
-                path = run_plan(
-                    plan,
-                    out,
-                    executor=runner,
-                    retry_failed=retry_failed,
-                    on_start=on_start,
-                    on_done=on_done,
-                )
+            result = run_benchmark(config, on_planned=planned, progress=render.job_progress)
         except KeyboardInterrupt:
-            render.error(
-                f"interrupted; finished rows are kept; resume with --run-id {plan.config.run_id}"
-            )
+            resume = f"; resume with --run-id {run_ids[0]}" if run_ids else ""
+            render.error(f"interrupted; finished rows are kept{resume}")
             raise typer.Exit(130) from None
-        board = leaderboard(read_run(path))
-        board_path = path.with_name(f"{plan.config.run_id}-leaderboard.csv")
-        write_frame(board_path, board)
-        render.leaderboard(board, title=f"Leaderboard {plan.config.run_id}")
-        render.info(f"results: {path}\nleaderboard: {board_path}")
+        render.leaderboard(result.leaderboard, title=f"Leaderboard {result.config.run_id}")
+        render.info(f"results: {result.results_path}\nleaderboard: {result.leaderboard_path}")
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 @app.command()

@@ -39,6 +39,7 @@ COLUMNS: tuple[str, ...] = (
     "fit_seconds",
     "predict_seconds",
     "tuning_seconds",
+    "tuning_reused",  # True when the job used a tuning another job made (a shared protocol)
     "peak_memory_mb",
     "n_train",
     "n_test",
@@ -50,7 +51,7 @@ COLUMNS: tuple[str, ...] = (
     "rfmbench_version",
     "started_at",
 )
-STATUSES = ("ok", "failed", "timeout", "skipped")
+STATUSES = ("ok", "failed", "timeout")
 
 
 def run_path(out: Path, run_id: str) -> Path:
@@ -70,11 +71,24 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         _repair_torn_tail(path)
         if not path.exists() or path.stat().st_size == 0:
             writer.writeheader()
+        else:
+            _check_header(path)
         writer.writerow({**dict.fromkeys(COLUMNS, ""), **row})  # a key not in COLUMNS raises
         with open(path, "a", encoding="utf-8", newline="") as handle:
             handle.write(buffer.getvalue())
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _check_header(path: Path) -> None:
+    """Refuse to append rows under another version's columns: they would land in wrong ones."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if tuple(header) != COLUMNS:
+        raise ResultsFileError(
+            f"{path} has other columns than this version of rfmbench writes",
+            hint="resume it with the version that wrote it, or use a new --run-id",
+        )
 
 
 def _torn_tail(data: bytes) -> int:

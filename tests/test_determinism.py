@@ -24,8 +24,9 @@ def run_once(out: Path, run_id: str, seed: int = 0) -> pd.DataFrame:
         seed=seed,
         device="cpu",
         run_id=run_id,
+        out=out,
     )
-    frame = read_run(run_plan(plan, out))
+    frame = read_run(run_plan(plan))
     return frame[COMPARED].sort_values(["dataset", "fold", "model"]).reset_index(drop=True)
 
 

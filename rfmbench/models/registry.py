@@ -19,7 +19,6 @@ MODELS: dict[str, ModelSpec] = {
         xrfm_reference.SPEC,
     )
 }
-DEFAULT_MODELS = ("rfm", "kernel-ridge", "random-forest", "mlp")
 
 
 def get_model(name: str) -> ModelSpec:

@@ -6,14 +6,13 @@
   With a CUDA device, each worker is pinned to one GPU.
 - ``RayExecutor`` (``rfmbench.runner.ray_executor``, imported only when asked for): Ray tasks.
 
-Every executor runs each job with the same fixed thread count, ``config.n_jobs`` (torch, BLAS and
+Every executor runs each job with the same fixed thread count, ``config.threads`` (torch, BLAS and
 the forest), whatever the number of workers: the order of float sums depends on the thread count,
 so this is what makes a row the same under ``--jobs 1``, ``--jobs 8`` or Ray.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import multiprocessing as mp
@@ -22,18 +21,22 @@ import queue
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from rfmbench.errors import BadOption
-from rfmbench.runner.jobs import Job, JobConfig, failure_row, run_job
+from rfmbench.runner.jobs import (
+    Job,
+    JobConfig,
+    OnResult,
+    OnStart,
+    failure_row,
+    job_threads,
+    run_job,
+)
 from rfmbench.tasks import Task
 
 log = logging.getLogger(__name__)
-
-OnStart = Callable[[Job], None]
-OnResult = Callable[[Job, dict], None]
 
 
 class Executor(Protocol):
@@ -47,29 +50,13 @@ class Executor(Protocol):
     ) -> None: ...
 
 
-@contextlib.contextmanager
-def job_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``threads`` threads in torch and the BLAS / OpenMP libraries."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = max(1, int(threads))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class SerialExecutor:
     """Run jobs one by one in this process."""
 
     def run(self, jobs, tasks, config, on_start, on_result) -> None:
         for job in jobs:
             on_start(job)
-            with job_threads(config.n_jobs):
+            with job_threads(config.threads):
                 row = run_job(job, tasks[job.dataset], config)
             on_result(job, row)
 
@@ -95,7 +82,7 @@ def _worker(inbox: Any, outbox: Any, env: dict[str, str], device: str | None) ->
             return
         job, task, config = item
         outbox.put((job.key, None))  # started: the time limit counts from here, not from spawn
-        with job_threads(config.n_jobs):
+        with job_threads(config.threads):
             row = run_job(job, task, config)
         if device is not None and row["device"].startswith("cuda"):
             row["device"] = device  # the worker sees its GPU as cuda:0; record which one it is
@@ -137,7 +124,7 @@ class LocalExecutor:
         slot.job = None
 
     def run(self, jobs, tasks, config, on_start, on_result) -> None:
-        # config.n_jobs (threads per job) is left as planned: changing it would change the rows.
+        # config.threads (threads per job) is left as planned: changing it would change the rows.
         if self.gpus:
             config = replace(config, device="cuda:0")  # each worker sees only its own GPU
         outbox = self._context.Queue()
@@ -204,9 +191,6 @@ class LocalExecutor:
             self._start(slot, outbox)
 
 
-EXECUTORS = ("local", "ray")
-
-
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells it, else all)."""
     try:
@@ -217,27 +201,20 @@ def usable_cores() -> int:
 
 def make_executor(
     *,
-    jobs: int = 1,
+    workers: int = 1,
     time_limit: float | None = None,
     device: str = "cpu",
     executor: str = "local",
     ray_address: str | None = None,
     threads: int = 1,
 ) -> Executor:
-    """The executor for these options: in-process when nothing asks for worker processes.
+    """The executor for these settings (checked by ``RunConfig.check``): in-process when nothing
+    asks for worker processes.
 
-    ``jobs`` 0 means as many workers as fit: one per visible GPU on CUDA, else the cores divided
-    by ``threads`` (each job's fixed thread count). With ``executor="ray"``, ``jobs`` is ignored:
+    ``workers`` 0 means as many as fit: one per visible GPU on CUDA, else the cores divided by
+    ``threads`` (each job's fixed thread count). With ``executor="ray"``, ``workers`` is ignored:
     the cluster's size decides (``ray_address`` None starts a Ray runtime on this machine).
     """
-    if executor not in EXECUTORS:
-        raise BadOption(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
-    if jobs < 0:
-        raise BadOption(f"--jobs must be at least 1 (or 0: as many as fit), got {jobs}")
-    if time_limit is not None and not 0 < time_limit < float("inf"):  # nan fails too
-        raise BadOption(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
-    if ray_address and executor != "ray":
-        raise BadOption("--ray-address needs --executor ray")
     if executor == "ray":
         from rfmbench.runner.ray_executor import RayExecutor, import_ray
 
@@ -248,10 +225,10 @@ def make_executor(
         import torch
 
         gpus = torch.cuda.device_count()
-    if jobs == 0:
-        jobs = gpus or max(1, usable_cores() // max(1, threads))
+    if workers == 0:
+        workers = gpus or max(1, usable_cores() // max(1, threads))
     if gpus:
-        jobs = min(jobs, gpus)  # one worker per visible GPU
-    if jobs == 1 and time_limit is None:
+        workers = min(workers, gpus)  # one worker per visible GPU
+    if workers == 1 and time_limit is None:
         return SerialExecutor()
-    return LocalExecutor(jobs=jobs, time_limit=time_limit, gpus=gpus)
+    return LocalExecutor(jobs=workers, time_limit=time_limit, gpus=gpus)

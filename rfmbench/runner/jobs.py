@@ -2,58 +2,80 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import time
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 
 from rfmbench import __version__
 from rfmbench.errors import UnknownName
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
-from rfmbench.models.spec import ModelSpec
 from rfmbench.preprocessing import prepare_fold
-from rfmbench.results import write_atomic
+from rfmbench.runner.protocols import DefaultProtocol, Protocol
 from rfmbench.tasks import Task
-from rfmbench.tuning import TuningResult, tune
+from rfmbench.tuning import TuningResult
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """Settings shared by every job of a run."""
+    """What every job of a run needs besides its task (a worker gets it with each job)."""
 
     run_id: str
     seed: int = 0
     inner_folds: int = 3
     budget: int = 6
     device: str = "cpu"  # resolved: "cpu" or "cuda:N"
-    n_jobs: int = 1
-    protocol: str = "default"  # or "paper": tune on the task's fixed selection split
+    threads: int = 1  # per job, whatever the executor: the thread count changes float sums
+    protocol: Protocol = DefaultProtocol()
     precision: str | None = None  # "float32" / "float64" for models that have one; None: theirs
-    # Where paper-protocol tuning results are kept (set by run_plan): workers share them, and a
-    # resumed run does not tune again.
-    selection_dir: str | None = None
 
 
 @dataclass(frozen=True)
 class Job:
-    """A cell of the grid. Its key is stable, so a resumed run and any worker agree on what is done."""
+    """A cell of the grid. Its key is stable, so a resumed run and any worker agree on what is done.
+
+    ``tuning`` is a choice made by another job that this one reuses (a protocol that shares
+    tuning hands it over as data); it is not part of the job's identity.
+    """
 
     dataset: str
     fold: int
     model: str
+    tuning: TuningResult | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.dataset, self.fold, self.model)
+
+
+OnStart = Callable[[Job], None]
+OnResult = Callable[[Job, dict], None]
+# The key of a row that carries a tuning the driver must store and share (popped before writing).
+SHARED_TUNING = "_shared_tuning"
+
+
+@contextlib.contextmanager
+def job_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` threads in torch and the BLAS / OpenMP libraries."""
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def job_seed(seed: int, dataset: str, fold: int) -> int:
@@ -117,24 +139,9 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     seed = job_seed(config.seed, job.dataset, job.fold)
 
     start = time.perf_counter()
-    tuned_here = True
-    if config.protocol == "paper":
-        tuning, tuned_here = _tune_on_selection(spec, task, config)
-    else:
-        tuning = tune(
-            spec,
-            task.kind,
-            fold.X_train,
-            fold.y_train,
-            inner_folds=config.inner_folds,
-            budget=config.budget,
-            seed=seed,
-            device=config.device,
-            n_jobs=config.n_jobs,
-            precision=config.precision,
-        )
-    # A job that reused another job's selection tuning spent no time tuning (waiting is not tuning).
-    tuning_seconds = time.perf_counter() - start if tuned_here else 0.0
+    reused = job.tuning is not None
+    tuning = job.tuning if reused else config.protocol.tune(spec, task, fold, config, seed)
+    tuning_seconds = 0.0 if reused else time.perf_counter() - start
 
     params = {**tuning.best_params, **tuning.refit_params}
     model = spec.make(
@@ -142,7 +149,7 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         params,
         device=config.device,
         seed=seed,
-        n_jobs=config.n_jobs,
+        n_jobs=config.threads,
         precision=config.precision,
     )
     start = time.perf_counter()
@@ -173,85 +180,9 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 4),
         "predict_seconds": round(predict_seconds, 4),
         "tuning_seconds": round(tuning_seconds, 4),
+        "tuning_reused": reused,
+        **({SHARED_TUNING: tuning} if config.protocol.shares_tuning and not reused else {}),
     }
-
-
-# The selection split is the same for every outer fold: tune once per (task, model, seed).
-_selection_results: dict[tuple[str, str, int], TuningResult] = {}
-
-
-def _tune_on_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[TuningResult, bool]:
-    """The RFM paper's protocol: choose hyperparameters on the task's fixed train/validation split.
-
-    Preprocessing is fitted on the selection's training rows. As in the paper, those rows may
-    overlap the outer test folds; the refit on each outer fold then learns M afresh. The result is
-    kept in memory and, with ``config.selection_dir``, in a JSON file there, written under a lock:
-    a worker that needs a tuning another worker is running waits for it instead of repeating it.
-    Returns the result and whether this call computed it.
-    """
-    key = (task.name, spec.name, config.seed)
-    if key in _selection_results:
-        return _selection_results[key], False
-    # Keep only this task's results in memory; with a selection_dir, the files hold the others.
-    for other in [k for k in _selection_results if k[0] != task.name]:
-        del _selection_results[other]
-    if config.selection_dir is None:
-        result, tuned = _tune_selection_split(spec, task, config), True
-    else:
-        result, tuned = _stored_selection(spec, task, config)
-    _selection_results[key] = result
-    return result, tuned
-
-
-def _stored_selection(spec: ModelSpec, task: Task, config: JobConfig) -> tuple[TuningResult, bool]:
-    folder = Path(config.selection_dir)
-    folder.mkdir(parents=True, exist_ok=True)  # for the lock file
-    path = folder / f"{task.name}--{spec.name}--seed{config.seed}.json"
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            return TuningResult.from_dict(json.loads(path.read_text())), False
-        result = _tune_selection_split(spec, task, config)
-        write_atomic(path, json.dumps(result.to_dict(), default=_plain_number))
-    return result, True
-
-
-def _plain_number(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in a tuning result")
-
-
-def _tune_selection_split(spec: ModelSpec, task: Task, config: JobConfig) -> TuningResult:
-    seed = job_seed(config.seed, task.name, -1)
-    if task.selection is None:
-        raise ValueError(f"--protocol paper needs a selection split, which {task.name} lacks")
-    selection = task.selection
-    fold = prepare_fold(
-        task.X, task.y, task.categorical, task.kind, selection.train, selection.test
-    )
-    if task.kind == "classification":  # labels unseen in training count as wrong predictions
-        known = np.isin(fold.y_test_raw, fold.classes)
-        y_valid = np.where(known, np.searchsorted(fold.classes, fold.y_test_raw), -1)
-    else:
-        y_valid = (fold.y_test_raw - fold.y_mean) / fold.y_scale
-    X = np.vstack([fold.X_train, fold.X_test])
-    y = np.concatenate([fold.y_train, y_valid])
-    n_train = len(fold.y_train)
-    splits = [(np.arange(n_train), np.arange(n_train, len(y)))]
-    return tune(
-        spec,
-        task.kind,
-        X,
-        y,
-        inner_folds=config.inner_folds,
-        budget=config.budget,
-        seed=seed,
-        device=config.device,
-        n_jobs=config.n_jobs,
-        splits=splits,
-        paper=True,
-        precision=config.precision,
-    )
 
 
 def _reset_peak_memory(device: str) -> float:

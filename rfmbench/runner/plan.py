@@ -12,167 +12,108 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from rfmbench import __version__
+from rfmbench.config import RESUME_SETTINGS, RunConfig
 from rfmbench.devices import resolve_device
-from rfmbench.errors import BadOption, ResultsFileError, check_seed
-from rfmbench.files import check_out_dir, check_run_id
+from rfmbench.errors import BadOption, ResultsFileError
+from rfmbench.files import check_out_dir, check_run_id, write_atomic
 from rfmbench.models.registry import get_model
 from rfmbench.results import append_row, read_run, run_path, write_metadata
 from rfmbench.runner.executors import Executor, SerialExecutor
-from rfmbench.runner.jobs import Job, JobConfig
+from rfmbench.runner.jobs import SHARED_TUNING, Job, JobConfig, OnResult, OnStart
+from rfmbench.runner.protocols import get_protocol
 from rfmbench.sources import LoadContext, get_loader
-from rfmbench.sources.local import check_file_options
 from rfmbench.suites import get_suite
 from rfmbench.tasks import Task
-
-PROTOCOLS = ("default", "paper")
-PRECISIONS = ("float32", "float64")
+from rfmbench.tuning import TuningResult
 
 
 @dataclass
 class Plan:
-    """Everything a run needs: its tasks, its jobs in order, and the settings shared by all jobs."""
+    """Everything a run needs: its settings, its tasks, its jobs in order, and what workers get."""
 
-    suite: str
+    config: RunConfig
     tasks: dict[str, Task]
     jobs: list[Job]
-    config: JobConfig
-    settings: dict = field(default_factory=dict)
+    job_config: JobConfig
+    settings: dict = field(default_factory=dict)  # config.record() with what was resolved
 
 
 def default_run_id() -> str:
     return dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
 
-def make_plan(
-    *,
-    suite: str = "embedded",
-    datasets: list[str] | None = None,
-    models: list[str] | None = None,
-    folds: int = 5,
-    inner_folds: int = 3,
-    budget: int = 6,
-    seed: int = 0,
-    device: str = "auto",
-    run_id: str | None = None,
-    n_jobs: int | None = None,
-    protocol: str = "default",
-    precision: str | None = None,
-    context: LoadContext | None = None,
-    data: Path | None = None,
-    target: str | None = None,
-    categorical: list[str] | None = None,
-    kind: str | None = None,
-) -> Plan:
-    """Check every option, resolve the device, load the tasks and list the jobs.
+def make_plan(config: RunConfig | None = None, **changes: Any) -> Plan:
+    """Check every setting, resolve the device, load the tasks and list the jobs.
 
-    With ``data`` (a CSV / Parquet / ARFF file) and ``target``, the run has that one dataset
-    instead of a suite; ``categorical`` and ``kind`` override what is detected. ``n_jobs`` is
-    each job's thread count (default 1), the same under every executor so the rows are too.
-    ``precision`` ("float32" / "float64") sets the float precision of the models that have one
-    (default: each model's own).
+    ``changes`` override fields of ``config`` (default: ``RunConfig()``), so
+    ``make_plan(datasets=["iris"], folds=2)`` works too. Every setting is checked before the
+    device is probed or any data is read, so a mistake never costs a finished benchmark.
     """
-    # Every option is checked here, before the device is probed or any data is read, so a
-    # mistake never costs a finished benchmark (a bad run id used to fail at the leaderboard).
-    seed = check_seed(seed)  # a plain int, also in the metadata JSON
-    if run_id is not None:
-        check_run_id(run_id)
-    if folds < 2:
-        raise BadOption(f"--folds must be at least 2, got {folds}")
-    if inner_folds < 2:
-        raise BadOption(f"--inner-folds must be at least 2, got {inner_folds}")
-    if n_jobs is not None and n_jobs < 1:
-        raise BadOption(f"--threads must be at least 1, got {n_jobs}")
-    if budget < 1:
-        raise BadOption(f"--budget must be at least 1, got {budget}")
-    if protocol not in PROTOCOLS:
-        raise BadOption(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
-    if precision is not None and precision not in PRECISIONS:
-        raise BadOption(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    if data is None and datasets is not None and not datasets:
-        raise BadOption("--datasets names no dataset", hint="see `rfmbench datasets list`")
-    if data is not None and datasets is not None:
-        raise BadOption("--datasets cannot be used with --data (the file is the one dataset)")
-    check_file_options(data, target, categorical, kind)
-    if models is not None and not models:
-        raise BadOption("--models names no model", hint="see `rfmbench models`")
-    models = list(models or ["rfm", "kernel-ridge", "random-forest", "mlp"])
-    for name in models:
-        if not get_model(name).available():
+    config = (config or RunConfig()).replace(**changes).check()
+    protocol = get_protocol(config.protocol)
+    for name in config.models:
+        spec = get_model(name)
+        if not spec.available():
             raise BadOption(
-                f"model '{name}' needs packages that are not installed: "
-                f"{', '.join(get_model(name).requires)}"
+                f"model '{name}' needs packages that are not installed: {', '.join(spec.requires)}"
             )
-    context = context or LoadContext()
-    context = LoadContext(**{**asdict(context), "folds": folds, "seed": seed, "protocol": protocol})
-    context.check()
-    chosen = get_suite(suite) if data is None else None
-    resolved = str(resolve_device(device))
+    context = LoadContext(
+        folds=config.folds,
+        seed=config.seed,
+        cache_dir=config.cache_dir,
+        data_dir=config.data_dir,
+        offline=config.offline,
+    ).check()
+    chosen = get_suite(config.suite) if config.data is None else None
+    resolved = str(resolve_device(config.device))
     if chosen is None:
         from rfmbench.sources.local import file_ref
 
-        refs: tuple = (file_ref(data, target, categorical, kind),)
-        suite, source = f"file:{Path(data).name}", "local"
+        categorical = list(config.categorical) if config.categorical is not None else None
+        refs: tuple = (file_ref(config.data, config.target, categorical, config.kind),)
+        suite, source = f"file:{Path(config.data).name}", "local"
     else:
         from rfmbench.datasets import suite_refs
 
-        refs, source = suite_refs(chosen, datasets, context), chosen.source
-    if protocol == "paper" and source != "uci121":  # only that source has selection splits
-        raise BadOption(
-            f"--protocol paper needs datasets with a fixed selection split; '{suite}' has none",
-            hint="use it with --suite uci121",
-        )
+        datasets = list(config.datasets) if config.datasets is not None else None
+        refs, suite, source = suite_refs(chosen, datasets, context), config.suite, chosen.source
+    protocol.check_source(source, suite)
     load = get_loader(source)
     tasks = {ref.name: load(ref, context) for ref in refs}
-    if protocol == "paper":
-        lacking = [name for name, task in tasks.items() if task.selection is None]
-        if lacking:
-            raise BadOption(
-                f"--protocol paper needs datasets with a fixed selection split; "
-                f"'{lacking[0]}' has none",
-                hint="use it with --suite uci121",
-            )
+    protocol.check_tasks(tasks)
     jobs = [
         Job(name, split.fold, model)
         for name, task in tasks.items()
         for split in task.splits
-        for model in models
+        for model in config.models
     ]
-    if protocol == "paper":
-        # Each (dataset, model) is tuned once, by its first job; the others wait for that tuning.
-        # Running every first fold before the rest keeps parallel workers on distinct tunings.
-        jobs.sort(key=lambda job: job.fold != tasks[job.dataset].splits[0].fold)
-    config = JobConfig(
-        run_id=run_id or default_run_id(),
-        seed=seed,
-        inner_folds=inner_folds,
-        budget=budget,
+    config = config.replace(run_id=config.run_id or default_run_id())
+    job_config = JobConfig(
+        run_id=config.run_id,
+        seed=config.seed,
+        inner_folds=config.inner_folds,
+        budget=config.budget,
         device=resolved,
-        # Threads per job, fixed whatever the executor: the thread count changes float sums.
-        n_jobs=n_jobs or 1,
+        threads=config.threads,
         protocol=protocol,
-        precision=precision,
+        precision=config.precision,
     )
     settings = {
+        **config.record(),
         "suite": suite,
         "datasets": list(tasks),
-        "models": models,
-        "folds": folds,
-        "inner_folds": inner_folds,
-        "budget": budget,
-        "seed": seed,
-        "device_requested": device,
+        "device_requested": config.device,
         "device": resolved,
-        "protocol": protocol,
-        "threads": n_jobs or 1,
-        "precision": precision,
     }
-    return Plan(suite=suite, tasks=tasks, jobs=jobs, config=config, settings=settings)
+    return Plan(config, tasks, protocol.order(jobs, tasks), job_config, settings)
 
 
 def done_keys(path: Path, retry_failed: bool) -> set[tuple[str, int, str]]:
@@ -180,23 +121,9 @@ def done_keys(path: Path, retry_failed: bool) -> set[tuple[str, int, str]]:
     if not path.exists():
         return set()
     rows = read_run(path)
-    keep = ("ok",) if retry_failed else ("ok", "failed", "timeout", "skipped")
+    keep = ("ok",) if retry_failed else ("ok", "failed", "timeout")
     rows = rows[rows["status"].isin(keep)]
     return {(r.dataset, int(r.fold), r.model) for r in rows.itertuples()}
-
-
-# Settings that change what a row means: a run may only be resumed with the same values.
-# Threads and precision belong here too: they change float sums, and with them tuning choices.
-RESUME_SETTINGS = (
-    "suite",
-    "folds",
-    "inner_folds",
-    "budget",
-    "seed",
-    "protocol",
-    "threads",
-    "precision",
-)
 
 
 def check_resumable(metadata_path: Path, plan: Plan) -> None:
@@ -221,40 +148,93 @@ def check_resumable(metadata_path: Path, plan: Plan) -> None:
 
 def run_plan(
     plan: Plan,
-    out: Path,
     *,
     executor: Executor | None = None,
-    retry_failed: bool = False,
-    on_start: Callable[[Job], None] | None = None,
-    on_done: Callable[[Job, dict], None] | None = None,
+    on_start: OnStart | None = None,
+    on_done: OnResult | None = None,
 ) -> Path:
-    """Run every job not already done, appending each row as it finishes; return the CSV path."""
-    out = check_out_dir(out)
+    """Run every job not already done, appending each row as it finishes; return the CSV path.
+
+    Only this driver writes. Under a protocol that shares tuning, the first job of each
+    (dataset, model) runs first and hands its tuning back in its row; the driver stores it in
+    ``OUT/RUN_ID-selection/`` (a resumed run reads it there) and gives it to the other jobs.
+    """
+    out = check_out_dir(plan.config.out)
     path = run_path(out, check_run_id(plan.config.run_id))
     check_resumable(path.with_suffix(".json"), plan)
     write_metadata(path.with_suffix(".json"), run_metadata(plan))
+    shared = SharedTunings(out / f"{plan.config.run_id}-selection", plan.config.seed)
 
     def record(job: Job, row: dict) -> None:
+        tuning = row.pop(SHARED_TUNING, None)
+        if tuning is not None:
+            shared.store(job, tuning)  # before the row: a row on disk means its tuning is too
         append_row(path, row)
         if on_done:
             on_done(job, row)
 
-    config = plan.config
-    if config.protocol == "paper":  # tuned once per (dataset, model), shared by workers and resumes
-        config = replace(config, selection_dir=str(out / f"{config.run_id}-selection"))
-    (executor or SerialExecutor()).run(
-        pending_jobs(plan, out, retry_failed),
-        plan.tasks,
-        config,
-        on_start or (lambda job: None),
-        record,
-    )
+    executor = executor or SerialExecutor()
+    pending = pending_jobs(plan)
+    if plan.job_config.protocol.shares_tuning:
+        first, rest = shared.split(pending)
+        if first:
+            executor.run(first, plan.tasks, plan.job_config, on_start or _nothing, record)
+        pending = [replace(job, tuning=shared.get(job)) for job in rest]
+    executor.run(pending, plan.tasks, plan.job_config, on_start or _nothing, record)
     return path
 
 
-def pending_jobs(plan: Plan, out: Path, retry_failed: bool = False) -> list[Job]:
+def _nothing(job: Job) -> None:
+    return None
+
+
+class SharedTunings:
+    """The tunings shared by the jobs of one (dataset, model), kept by the driver in ``folder``."""
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        self.folder, self.seed = folder, seed
+        self._known: dict[tuple[str, str], TuningResult] = {}
+
+    def _path(self, dataset: str, model: str) -> Path:
+        return self.folder / f"{dataset}--{model}--seed{self.seed}.json"
+
+    def get(self, job: Job) -> TuningResult | None:
+        key = (job.dataset, job.model)
+        if key not in self._known:
+            path = self._path(*key)
+            if not path.exists():
+                return None
+            self._known[key] = TuningResult.from_dict(json.loads(path.read_text()))
+        return self._known[key]
+
+    def store(self, job: Job, tuning: TuningResult) -> None:
+        self._known[(job.dataset, job.model)] = tuning
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(tuning.to_dict(), default=_plain_number)
+        write_atomic(self._path(job.dataset, job.model), text)
+
+    def split(self, jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+        """(the first job of each group with no stored tuning, the others), in planned order."""
+        first, rest, seen = [], [], set()
+        for job in jobs:
+            key = (job.dataset, job.model)
+            if key not in seen and self.get(job) is None:
+                first.append(job)
+                seen.add(key)
+            else:
+                rest.append(job)
+        return first, rest
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a tuning result")
+
+
+def pending_jobs(plan: Plan) -> list[Job]:
     """The jobs a ``run_plan`` call would run now."""
-    skip = done_keys(run_path(out, plan.config.run_id), retry_failed)
+    skip = done_keys(run_path(plan.config.out, plan.config.run_id), plan.config.retry_failed)
     return [job for job in plan.jobs if job.key not in skip]
 
 
@@ -276,6 +256,5 @@ def run_metadata(plan: Plan) -> dict:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "n_jobs": plan.config.n_jobs,
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -2,7 +2,7 @@
 
 Ray is optional: this module is imported only when ``--executor ray`` is asked for, and
 ``import_ray`` turns its absence into one clear error. Each task is put in the object store once;
-each job is a Ray task asking for ``config.n_jobs`` CPUs (its fixed thread count) and, on CUDA, one
+each job is a Ray task asking for ``config.threads`` CPUs (its fixed thread count) and, on CUDA, one
 GPU. At most as many jobs are in flight as the cluster has room for, so a job's clock starts about
 when it starts running: a job over the time limit is cancelled (its worker killed) and becomes a
 ``timeout`` row. A worker that dies is retried once by Ray, then its job becomes a ``failed`` row
@@ -18,8 +18,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rfmbench.errors import BadOption
-from rfmbench.runner.executors import OnResult, OnStart, job_threads
-from rfmbench.runner.jobs import Job, JobConfig, failure_row, run_job
+from rfmbench.runner.jobs import (
+    Job,
+    JobConfig,
+    OnResult,
+    OnStart,
+    failure_row,
+    job_threads,
+    run_job,
+)
 from rfmbench.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,7 @@ def run_remote_job(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     gpu_ids = ray.get_gpu_ids() if config.device.startswith("cuda") else []
     if gpu_ids:
         config = replace(config, device="cuda:0")
-    with job_threads(config.n_jobs):
+    with job_threads(config.threads):
         row = run_job(job, task, config)
     if gpu_ids and row["device"].startswith("cuda"):
         row["device"] = f"cuda:{gpu_ids[0]}"
@@ -142,7 +149,7 @@ class RayExecutor:
 
     def _resources(self, config: JobConfig) -> dict[str, float]:
         gpus = 1 if config.device.startswith("cuda") else 0
-        return {"num_cpus": max(1, config.n_jobs), "num_gpus": gpus}
+        return {"num_cpus": max(1, config.threads), "num_gpus": gpus}
 
     def _capacity(self, ray: Any, resources: dict[str, float]) -> int:
         """How many jobs the cluster can run at once (at least one)."""
@@ -162,7 +169,7 @@ class RayExecutor:
         largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
         if resources["num_cpus"] > largest:  # such a job would wait for a node forever
             raise BadOption(
-                f"--threads {config.n_jobs} is more than any Ray node's {largest:g} CPUs",
+                f"--threads {config.threads} is more than any Ray node's {largest:g} CPUs",
                 hint="use fewer --threads",
             )
         remote = ray.remote(self.body).options(

@@ -32,7 +32,6 @@ class LoadContext:
     cache_dir: Path | None = None
     data_dir: Path | None = None
     offline: bool = False
-    protocol: str = "default"
 
     def check(self) -> LoadContext:
         """Raise BadOption for a value no source can use; called before any data is touched."""

@@ -8,6 +8,7 @@ skipped when Ray is not installed; they share one local Ray runtime (2 CPUs).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -92,6 +93,7 @@ def small_plan(tmp_path: Path, datasets: str, models: list[str], **options):
         budget=1,
         device="cpu",
         run_id="r",
+        out=tmp_path,
         **options,
     )
 
@@ -114,7 +116,7 @@ def test_a_killed_worker_process_becomes_a_failed_row(tmp_path: Path) -> None:
         if len(started) == 2:
             threading.Timer(0.3, kill_a_busy_worker).start()
 
-    path = run_plan(plan, tmp_path, executor=LocalExecutor(jobs=2), on_start=on_start)
+    path = run_plan(plan, executor=LocalExecutor(jobs=2), on_start=on_start)
     rows = read_run(path)
     assert killed
     assert sorted(map(tuple, rows[KEYS].values.tolist())) == sorted(j.key for j in plan.jobs)
@@ -171,12 +173,12 @@ def test_ray_retries_a_dead_worker_once_then_fails_the_job(ray_runtime, tmp_path
     from rfmbench.runner.ray_executor import RayExecutor
 
     plan = small_plan(tmp_path, "iris", ["kernel-ridge"])
-    path = run_plan(
-        plan, tmp_path / "once", executor=RayExecutor(body=crash_once_then_run(tmp_path))
-    )
+    once = dataclasses.replace(plan, config=plan.config.replace(out=tmp_path / "once"))
+    path = run_plan(once, executor=RayExecutor(body=crash_once_then_run(tmp_path)))
     assert set(read_run(path)["status"]) == {"ok"}  # each job died once and was retried
 
-    path = run_plan(plan, tmp_path / "always", executor=RayExecutor(body=always_crash))
+    always = dataclasses.replace(plan, config=plan.config.replace(out=tmp_path / "always"))
+    path = run_plan(always, executor=RayExecutor(body=always_crash))
     rows = read_run(path)
     assert len(rows) == len(plan.jobs) and set(rows["status"]) == {"failed"}
     assert rows["error"].str.startswith("Ray worker died").all(), rows["error"]
@@ -187,7 +189,7 @@ def test_ray_time_limit_gives_timeout_rows(ray_runtime, tmp_path: Path) -> None:
 
     plan = small_plan(tmp_path, "iris", ["kernel-ridge"])
     start = time.monotonic()
-    path = run_plan(plan, tmp_path, executor=RayExecutor(time_limit=1.5, body=sleep_long))
+    path = run_plan(plan, executor=RayExecutor(time_limit=1.5, body=sleep_long))
     rows = read_run(path)
     assert len(rows) == len(plan.jobs) and set(rows["status"]) == {"timeout"}
     assert time.monotonic() - start < 60
@@ -212,21 +214,22 @@ def test_executor_ray_without_ray_is_one_line_and_exit_2(monkeypatch, tmp_path: 
     ("options", "message"),
     [
         ({"executor": "dask"}, "--executor must be one of local, ray"),
-        ({"jobs": -1}, "--jobs must be at least 1"),
+        ({"workers": -1}, "--jobs must be at least 1"),
         ({"ray_address": "head:6379"}, "--ray-address needs --executor ray"),
     ],
 )
 def test_bad_executor_options(options: dict, message: str) -> None:
+    from rfmbench.config import RunConfig
     from rfmbench.errors import BadOption
 
     with pytest.raises(BadOption, match=message):
-        make_executor(**options)
+        RunConfig(**options).check()
 
 
 def test_make_executor_chooses() -> None:
     assert isinstance(make_executor(), SerialExecutor)
-    assert isinstance(make_executor(jobs=1, time_limit=5), LocalExecutor)
-    auto = make_executor(jobs=0, threads=1)
+    assert isinstance(make_executor(workers=1, time_limit=5), LocalExecutor)
+    auto = make_executor(workers=0, threads=1)
     expected = len(os.sched_getaffinity(0))
     if expected == 1:
         assert isinstance(auto, SerialExecutor)
@@ -238,7 +241,7 @@ def test_make_executor_chooses() -> None:
 def test_jobs_0_counts_the_cores_this_process_may_use(monkeypatch, cores, threads, workers):
     """A container pinned to fewer cores than the machine has gets that many workers, not more."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
-    auto = make_executor(jobs=0, threads=threads)
+    auto = make_executor(workers=0, threads=threads)
     if workers == 1:
         assert isinstance(auto, SerialExecutor)
     else:
@@ -246,7 +249,7 @@ def test_jobs_0_counts_the_cores_this_process_may_use(monkeypatch, cores, thread
 
 
 def test_the_thread_count_is_the_jobs_own(monkeypatch, tmp_path: Path) -> None:
-    """A job sees config.n_jobs torch threads under the serial executor, then the old count."""
+    """A job sees config.threads torch threads under the serial executor, then the old count."""
     import torch
 
     from rfmbench.runner import executors
@@ -257,10 +260,10 @@ def test_the_thread_count_is_the_jobs_own(monkeypatch, tmp_path: Path) -> None:
         seen.append(torch.get_num_threads())
         return run_job(job, task, config)
 
-    plan = small_plan(tmp_path, "iris", ["kernel-ridge"], n_jobs=1)
+    plan = small_plan(tmp_path, "iris", ["kernel-ridge"], threads=1)
     torch.set_num_threads(2)
     monkeypatch.setattr(executors, "run_job", spy)
-    run_plan(plan, tmp_path)
+    run_plan(plan)
     assert seen == [1, 1] and torch.get_num_threads() == 2
 
 
@@ -268,6 +271,6 @@ def test_ray_refuses_more_threads_than_any_node_has(ray_runtime, tmp_path: Path)
     from rfmbench.errors import BadOption
     from rfmbench.runner.ray_executor import RayExecutor
 
-    plan = small_plan(tmp_path, "iris", ["kernel-ridge"], n_jobs=64)
+    plan = small_plan(tmp_path, "iris", ["kernel-ridge"], threads=64)
     with pytest.raises(BadOption, match="--threads 64 is more than any Ray node's 2 CPUs"):
-        run_plan(plan, tmp_path, executor=RayExecutor())
+        run_plan(plan, executor=RayExecutor())

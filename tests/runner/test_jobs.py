@@ -17,7 +17,7 @@ from rfmbench.results import COLUMNS, append_row, read_run
 from rfmbench.runner.jobs import Job, JobConfig, failure_row, job_seed, model_device, run_job
 from tests.conftest import build_linear
 
-CONFIG = JobConfig(run_id="test-run", seed=0, inner_folds=3, budget=3, device="cpu", n_jobs=1)
+CONFIG = JobConfig(run_id="test-run", seed=0, inner_folds=3, budget=3, device="cpu", threads=1)
 
 
 def other_metrics(kind: str) -> set[str]:

@@ -20,8 +20,8 @@ from rfmbench import RFMClassifier
 from rfmbench.cli import app
 from rfmbench.preprocessing import prepare_fold
 from rfmbench.results import read_run
-from rfmbench.runner import jobs
 from rfmbench.runner.plan import make_plan
+from rfmbench.runner.protocols import PaperProtocol
 from rfmbench.sources import DatasetRef, LoadContext
 from rfmbench.sources.uci121 import load
 from tests.sources.conftest import UCI_SAMPLE
@@ -106,11 +106,11 @@ def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: P
     def no_tuning(*args, **kwargs):
         raise AssertionError("tuned again")
 
-    monkeypatch.setattr(jobs, "_tune_selection_split", no_tuning)
-    monkeypatch.setattr(jobs, "_selection_results", {})
+    monkeypatch.setattr(PaperProtocol, "tune", no_tuning)
     again = paper_run(resumed, "--jobs", "1")
     assert (again["status"] == "ok").all(), again["error"].tolist()
-    assert (again.query("fold == 3")["tuning_seconds"] == 0).all()
+    refolded = again.query("fold == 3")
+    assert (refolded["tuning_seconds"] == 0).all() and refolded["tuning_reused"].all()
     columns = ["dataset", "model", "fold", "params", "accuracy"]
     pd.testing.assert_frame_equal(
         again[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
@@ -120,10 +120,11 @@ def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: P
 def test_workers_share_one_tuning_and_give_the_same_rows(serial, tmp_path: Path) -> None:
     _, rows = serial
     parallel = paper_run(tmp_path, "--jobs", "2")
-    # One worker tuned each (dataset, model); a worker that waited for it records no tuning time.
+    # One job tuned each (dataset, model); the others were handed its tuning.
     assert (
         parallel.groupby(["dataset", "model"])["tuning_seconds"].apply(lambda t: (t > 0).sum()) == 1
     ).all()
+    assert (parallel.groupby(["dataset", "model"])["tuning_reused"].sum() == 3).all()
     columns = ["dataset", "model", "fold", "status", "params", "accuracy", "inner_cv_score"]
     pd.testing.assert_frame_equal(
         parallel[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
@@ -133,7 +134,7 @@ def test_workers_share_one_tuning_and_give_the_same_rows(serial, tmp_path: Path)
 def test_first_folds_run_first_so_workers_tune_different_pairs() -> None:
     plan = make_plan(
         suite="uci121", datasets=DATASETS, models=MODELS, folds=4, device="cpu",
-        protocol="paper", context=LoadContext(data_dir=UCI_SAMPLE),
+        protocol="paper", data_dir=UCI_SAMPLE,
     )  # fmt: skip
     firsts = len(DATASETS) * len(MODELS)
     assert [job.fold for job in plan.jobs[:firsts]] == [0] * firsts
@@ -143,3 +144,18 @@ def test_first_folds_run_first_so_workers_tune_different_pairs() -> None:
     assert sorted(job.key for job in plan.jobs) == sorted(
         (d, f, m) for d in DATASETS for f in range(4) for m in MODELS
     )
+
+
+def test_ray_workers_get_the_tuning_as_data_and_write_nothing(serial, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    _, rows = serial
+    on_ray = paper_run(tmp_path, "--executor", "ray")
+    columns = ["dataset", "model", "fold", "status", "params", "accuracy", "tuning_reused"]
+    pd.testing.assert_frame_equal(
+        on_ray[columns].reset_index(drop=True), rows[columns].reset_index(drop=True)
+    )
+    # Only the driver's files: rows, their lock, metadata, leaderboard and the stored tunings.
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    tunings = sorted(f"paper-selection/{d}--{m}--seed0.json" for d in DATASETS for m in MODELS)
+    expected = ["paper-leaderboard.csv", "paper-selection", "paper.csv", "paper.csv.lock"]
+    assert written == sorted([*expected, "paper.json", *tunings])

@@ -15,7 +15,7 @@ from rfmbench.runner.jobs import Job
 from rfmbench.runner.plan import done_keys, make_plan, pending_jobs, run_plan
 from tests.conftest import build_linear
 
-SMALL = {"datasets": ["iris", "diabetes"], "folds": 2, "inner_folds": 2, "budget": 2, "n_jobs": 1}
+SMALL = {"datasets": ["iris", "diabetes"], "folds": 2, "inner_folds": 2, "budget": 2, "threads": 1}
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_run_plan_refuses_an_out_that_is_a_file(tiny, tmp_path: Path) -> None:
     plan = make_plan(datasets=["iris"], models=["tiny"], folds=2, inner_folds=2, budget=1)
     (tmp_path / "file").write_text("x")
     with pytest.raises(BadOption, match="--out must be a folder"):
-        run_plan(plan, tmp_path / "file")
+        run_plan(dataclasses.replace(plan, config=plan.config.replace(out=tmp_path / "file")))
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
@@ -83,17 +83,18 @@ def test_make_plan_lists_the_grid(tiny) -> None:
         ("diabetes", 1, "tiny"),
     ]
     assert all(len(task.splits) == 2 for task in plan.tasks.values())
-    config = plan.config
+    config = plan.job_config
     assert (config.run_id, config.seed, config.inner_folds, config.budget) == ("r1", 3, 2, 2)
     assert config.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert plan.config.run_id == "r1" and plan.config.device == "auto"
     assert plan.settings["device_requested"] == "auto"
     assert plan.settings["models"] == ["tiny"]
 
 
 def test_run_plan_writes_one_row_per_job_and_a_rerun_resumes(tiny, tmp_path: Path) -> None:
-    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", **SMALL)
+    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", out=tmp_path, **SMALL)
     started, done = [], []
-    path = run_plan(plan, tmp_path, on_start=started.append, on_done=lambda j, r: done.append(j))
+    path = run_plan(plan, on_start=started.append, on_done=lambda j, r: done.append(j))
     assert path == tmp_path / "r1.csv"
     assert started == done == plan.jobs
     frame = read_run(path)
@@ -107,20 +108,20 @@ def test_run_plan_writes_one_row_per_job_and_a_rerun_resumes(tiny, tmp_path: Pat
     assert metadata["run_id"] == "r1" and metadata["settings"]["folds"] == 2
 
     started.clear()
-    assert pending_jobs(plan, tmp_path) == []
-    run_plan(plan, tmp_path, on_start=started.append)  # the same run id: nothing left to do
+    assert pending_jobs(plan) == []
+    run_plan(plan, on_start=started.append)  # the same run id: nothing left to do
     assert started == []
     assert len(read_run(path)) == len(plan.jobs)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path: Path) -> None:
-    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", **SMALL)
-    path = run_plan(plan, tmp_path)
+    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", out=tmp_path, **SMALL)
+    path = run_plan(plan)
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:3]) + lines[3][:40])  # two rows, then a torn third
     assert done_keys(path, retry_failed=False) == {job.key for job in plan.jobs[:2]}
     started = []
-    run_plan(plan, tmp_path, on_start=started.append)
+    run_plan(plan, on_start=started.append)
     assert started == plan.jobs[2:]
     frame = read_run(path)
     assert sorted(zip(frame["dataset"], frame["fold"], frame["model"], strict=True)) == sorted(
@@ -137,17 +138,20 @@ def test_failed_rows_are_kept_unless_retried(tiny_spec, register_model, tmp_path
         return build_linear(kind, params, **kwargs)
 
     register_model(dataclasses.replace(tiny_spec, build=build))
-    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", **SMALL)
-    path = run_plan(plan, tmp_path)
+    plan = make_plan(models=["tiny"], run_id="r1", device="cpu", out=tmp_path, **SMALL)
+    path = run_plan(plan)
     frame = read_run(path)
     assert frame["status"].tolist() == ["ok", "ok", "failed", "failed"]
     assert frame.loc[2:, "error"].str.contains("regression is broken").all()
 
     broken["regression"] = False
     started: list[Job] = []
-    run_plan(plan, tmp_path, on_start=started.append)  # failed rows count as done by default
+    run_plan(plan, on_start=started.append)  # failed rows count as done by default
     assert started == []
-    run_plan(plan, tmp_path, retry_failed=True, on_start=started.append)
+    run_plan(
+        dataclasses.replace(plan, config=plan.config.replace(retry_failed=True)),
+        on_start=started.append,
+    )
     assert started == plan.jobs[2:]
     frame = read_run(path)
     assert frame["status"].tolist() == ["ok", "ok", "failed", "failed", "ok", "ok"]
