@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rfmbench.errors import RfmbenchError, unknown
 from rfmbench.files import write_atomic
-from rfmbench.sources import DatasetRef
+from rfmbench.sources.base import DatasetRef
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from rfmbench.errors import UnknownName
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.preprocessing import prepare_fold
-from rfmbench.runner.protocols import DefaultProtocol, Protocol
+from rfmbench.runner.protocols import DefaultProtocol, Protocol, job_seed
 from rfmbench.tasks import Task
 from rfmbench.tuning import TuningResult
 
@@ -76,11 +75,6 @@ def job_threads(threads: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def job_seed(seed: int, dataset: str, fold: int) -> int:
-    """A seed per (dataset, fold), the same for every model so all see the same inner splits."""
-    return zlib.crc32(f"{seed}/{dataset}/{fold}".encode()) % (2**31)
 
 
 def _base_row(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ shared disk.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from rfmbench.runner.jobs import Job, JobConfig
     from rfmbench.tasks import Task
     from rfmbench.tuning import TuningResult
+
+
+def job_seed(seed: int, dataset: str, fold: int) -> int:
+    """A seed per (dataset, fold), the same for every model so all see the same inner splits."""
+    return zlib.crc32(f"{seed}/{dataset}/{fold}".encode()) % (2**31)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,6 @@ class PaperProtocol(Protocol):
         labels unseen in training count as wrong predictions.
         """
         from rfmbench.preprocessing import prepare_fold
-        from rfmbench.runner.jobs import job_seed
         from rfmbench.tuning import tune
 
         selection = task.selection

@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn import datasets as sk_datasets
 
 from rfmbench.errors import unknown
-from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.tasks import Task, TaskKind, kfold_splits
 
 LOADERS: dict[str, tuple[str, TaskKind]] = {

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rfmbench.errors import BadOption, DataSourceError
-from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.tasks import Task, TaskKind, kfold_splits
 
 log = logging.getLogger(__name__)

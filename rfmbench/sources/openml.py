@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from rfmbench.errors import DataSourceError
-from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.sources.cache import cache_root, probe, write_dir_atomically
 from rfmbench.tasks import Split, Task
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from rfmbench.errors import DataSourceError, unknown
-from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.sources.cache import cache_root, probe
 from rfmbench.tasks import Split, Task
 
