@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import operator
 
+# Longest error text kept in a results row or a message: enough for any exception's own line,
+# short enough that one bad traceback cannot bloat a CSV.
+MAX_ERROR_CHARS = 500
+
+
+def one_line(error: BaseException | str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An exception (``Type: message``) or a text on one line, white space collapsed, capped."""
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+    return " ".join(str(text).split())[:limit]
+
 
 class RfmbenchError(Exception):
     """Base of every user-facing error; ``hint`` says how to fix it."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 
+from rfmbench.errors import one_line
 from rfmbench.metrics import beats
 from rfmbench.models.spec import ModelSpec
 from rfmbench.tasks import TaskKind
@@ -145,7 +146,7 @@ def inner_cv_score(
                 raise FloatingPointError("non-finite validation score")
             candidate.fold_scores.append(score)
     except Exception as exc:  # a failing configuration is data: record it and go on
-        candidate.error = f"{type(exc).__name__}: {exc}"
+        candidate.error = one_line(exc)
     candidate.fit_seconds = time.perf_counter() - start
     return candidate
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rfmbench import __version__
-from rfmbench.errors import UnknownName
+from rfmbench.errors import UnknownName, one_line
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.preprocessing import prepare_fold
@@ -121,7 +121,7 @@ def run_job(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         row["status"] = "ok"
     except Exception as exc:  # one model failing on one dataset is a result, not a crash
         row["status"] = "failed"
-        row["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        row["error"] = one_line(exc)
     row["peak_memory_mb"] = round(_peak_memory_mb(row["device"], baseline), 1)
     return row
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rfmbench.errors import BadOption
+from rfmbench.errors import BadOption, one_line
 from rfmbench.runner.jobs import (
     Job,
     JobConfig,
@@ -230,4 +230,4 @@ def _reason(exc: BaseException, retries: int) -> str:
         text = f"Ray task error: {type(cause).__name__}: {cause}"
     else:
         text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:500]
+    return one_line(text)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfmbench.errors import BadOption, DataSourceError
+from rfmbench.errors import BadOption, DataSourceError, one_line
 from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.tasks import Task, TaskKind, kfold_splits
 
@@ -70,7 +70,7 @@ def read_table(path: Path) -> tuple[pd.DataFrame, set[str]]:
     except DataSourceError:
         raise
     except Exception as exc:  # parsers raise many types (ArrowInvalid, UnicodeDecodeError, ...)
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        reason = one_line(str(exc)) or type(exc).__name__
         raise DataSourceError(f"cannot read {path} as {fmt.upper()}: {reason}") from None
     return frame, {c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
 

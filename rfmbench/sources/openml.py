@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfmbench.errors import DataSourceError
+from rfmbench.errors import DataSourceError, one_line
 from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.sources.cache import cache_root, probe, write_dir_atomically
 from rfmbench.tasks import Split, Task
@@ -197,7 +197,7 @@ def fetch_task(task_id: int, root: Path) -> CachedTask:
             X, y, categorical_mask, names = dataset.get_data(target=task.target_name)
             split = task.download_split()
         except (openml.exceptions.PyOpenMLError, requests.exceptions.RequestException) as exc:
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(str(exc))
             raise DataSourceError(
                 f"cannot fetch OpenML task {task_id} from {server}: {message}", hint=FETCH_HINT
             ) from None
@@ -292,7 +292,7 @@ def resolve_suite(
             task_ids = list(openml.study.get_suite(suite_id).tasks or [])
             listing = openml.tasks.list_tasks(task_id=task_ids, output_format="dataframe")
         except (openml.exceptions.PyOpenMLError, requests.exceptions.RequestException) as exc:
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(str(exc))
             raise DataSourceError(
                 f"cannot resolve OpenML suite {suite_id} on {server}: {message}", hint=FETCH_HINT
             ) from None
