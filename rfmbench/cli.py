@@ -205,7 +205,8 @@ def run(
     protocol: Annotated[
         str,
         typer.Option(
-            help="default (inner K-fold tuning) or paper (the RFM paper's uci121 protocol)."
+            help="default (inner K-fold tuning), paper (the RFM paper's uci121 protocol, exactly) "
+            "or paper-clean (its grids and folds without the leak)."
         ),
     ] = "default",
     precision: Annotated[

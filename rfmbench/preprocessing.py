@@ -19,8 +19,10 @@ from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 MAX_CATEGORIES = 20  # one-hot columns per categorical feature; rarer levels share one column
 
 
-def feature_transformer(X: pd.DataFrame, categorical: tuple[str, ...]) -> ColumnTransformer:
-    """An unfitted transformer for ``X``'s columns: numeric -> impute + scale, categorical -> one-hot."""
+def feature_transformer(
+    X: pd.DataFrame, categorical: tuple[str, ...], scale: bool = True
+) -> ColumnTransformer:
+    """An unfitted transformer for ``X``'s columns: numeric -> impute (+ scale), categorical -> one-hot."""
     numeric = [c for c in X.columns if c not in categorical]
     categorical_pipe = make_pipeline(
         SimpleImputer(strategy="most_frequent"),
@@ -31,9 +33,8 @@ def feature_transformer(X: pd.DataFrame, categorical: tuple[str, ...]) -> Column
             dtype=np.float64,
         ),
     )
-    numeric_pipe = make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
-    )
+    numeric_steps = [SimpleImputer(strategy="median", keep_empty_features=True)]
+    numeric_pipe = make_pipeline(*numeric_steps, *([StandardScaler()] if scale else []))
     return ColumnTransformer(
         [("numeric", numeric_pipe, numeric), ("categorical", categorical_pipe, list(categorical))],
         sparse_threshold=0.0,
@@ -65,10 +66,15 @@ def prepare_fold(
     kind: str,
     train: np.ndarray,
     test: np.ndarray,
+    scale: bool = True,
 ) -> PreparedFold:
-    """Fit every transformation on the ``train`` rows only and apply it to both sides."""
+    """Fit every transformation on the ``train`` rows only and apply it to both sides.
+
+    ``scale=False`` keeps numeric features as stored (imputed only): the RFM paper's protocol on
+    the UCI collection, whose files are standardised already.
+    """
     X = _missing_as_nan(X, categorical)
-    transformer = feature_transformer(X, categorical)
+    transformer = feature_transformer(X, categorical, scale)
     X_train = transformer.fit_transform(X.iloc[train]).astype(np.float64)
     X_test = transformer.transform(X.iloc[test]).astype(np.float64)
     y_train_raw, y_test_raw = y[train], y[test]

@@ -33,6 +33,7 @@ class Candidate:
     fit_seconds: float = 0.0
     error: str | None = None
     refit_hints: list[dict[str, Any]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # see ModelSpec.selection_state
 
     @property
     def mean_score(self) -> float:
@@ -49,6 +50,8 @@ class TuningResult:
     best_score: float
     candidates: list[Candidate]
     refit_params: dict[str, Any] = field(default_factory=dict)
+    # Fitted state the test folds' fits reuse as parameters (``keep_state``); not hyperparameters.
+    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_failed(self) -> int:
@@ -65,6 +68,7 @@ class TuningResult:
             best_score=float(data["best_score"]),
             candidates=[Candidate(**c) for c in data["candidates"]],
             refit_params=dict(data["refit_params"]),
+            state=dict(data.get("state", {})),
         )
 
 
@@ -115,6 +119,7 @@ def inner_cv_score(
     n_jobs: int,
     validation_is_given: bool = False,
     precision: str | None = None,
+    keep_state: bool = False,
 ) -> Candidate:
     """Fit ``params`` on each inner training part and score it on the held-out part.
 
@@ -137,6 +142,8 @@ def inner_cv_score(
                 model.fit(X[train], y[train])
             if spec.refit_params is not None:
                 candidate.refit_hints.append(spec.refit_params(model))
+            if keep_state and spec.selection_state is not None:
+                candidate.state = spec.selection_state(model)  # one split: that model's state
             predicted = model.predict(X[valid])
             if kind == "classification":
                 score = float(np.mean(predicted == y[valid]))
@@ -165,6 +172,8 @@ def tune(
     splits: list[tuple] | None = None,
     paper: bool = False,
     precision: str | None = None,
+    grid: Mapping[str, Any] | None = None,
+    keep_state: bool = False,
 ) -> TuningResult:
     """Pick the configuration with the best mean inner-CV score; raise if every candidate failed.
 
@@ -174,12 +183,15 @@ def tune(
     ``splits`` replaces the inner K folds by given (train, validation) index pairs. ``paper``
     searches the model's whole ``paper_space`` grid on those splits, as the RFM paper's protocol
     does, and lets the model select its iteration on the given validation rows. ``precision``
-    ("float32" / "float64") overrides the float precision of models that have one.
+    ("float32" / "float64") overrides the float precision of models that have one. ``grid``
+    replaces the paper grid (a protocol's per-dataset exception). ``keep_state`` keeps the chosen
+    model's ``spec.selection_state`` in the result (one split only: it is that split's model).
     """
     if splits is None:
         splits = inner_splits(y, kind, inner_folds, seed)
-    if paper and spec.paper_space is not None:
-        configs = [{**spec.defaults, **_plain(p)} for p in ParameterGrid(dict(spec.paper_space))]
+    if paper and (grid or spec.paper_space) is not None:
+        space = dict(grid or spec.paper_space)
+        configs = [{**spec.defaults, **_plain(p)} for p in ParameterGrid(space)]
     else:
         configs = candidate_configs(spec, budget, seed)
     candidates = [
@@ -195,6 +207,7 @@ def tune(
             n_jobs=n_jobs,
             validation_is_given=paper,
             precision=precision,
+            keep_state=keep_state,
         )
         for params in configs
     ]
@@ -202,6 +215,9 @@ def tune(
     for candidate in candidates[1:]:  # near-equal scores are ties; the earlier candidate keeps it
         if beats(candidate.mean_score, best.mean_score):
             best = candidate
+    for candidate in candidates:  # only the chosen state is kept (an M is d x d numbers)
+        if candidate is not best:
+            candidate.state = {}
     if best.error is not None:
         raise RuntimeError(f"all {len(candidates)} configurations failed; first: {best.error}")
     return TuningResult(
@@ -209,6 +225,7 @@ def tune(
         best_score=best.mean_score,
         candidates=candidates,
         refit_params=_median_hints(best.refit_hints),
+        state=best.state,
     )
 
 

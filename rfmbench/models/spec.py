@@ -42,6 +42,9 @@ class ModelSpec:
     # What a model fitted during tuning learned that the refit should reuse, e.g. the iteration or
     # epoch count its validation split chose: fitted estimator -> parameters for the refit.
     refit_params: Callable[[BaseEstimator], dict[str, Any]] | None = None
+    # Under ``--protocol paper``: the fitted state a model selected on the selection split hands
+    # to the test folds' fits, as parameters (RFM: its M, with no further iterations).
+    selection_state: Callable[[BaseEstimator], dict[str, Any]] | None = None
     # The estimator parameter that sets its float precision ("float32" / "float64"), for models
     # that have one; a run's ``precision`` setting overrides it (None: the model's own default).
     precision_param: str | None = None

@@ -18,7 +18,6 @@ from rfmbench import __version__
 from rfmbench.errors import UnknownName, one_line
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
-from rfmbench.preprocessing import prepare_fold
 from rfmbench.runner.protocols import DefaultProtocol, Protocol, job_seed
 from rfmbench.tasks import Task
 from rfmbench.tuning import TuningResult
@@ -129,18 +128,18 @@ def run_job(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
 def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     spec = get_model(job.model)
     split = task.splits[job.fold]
-    fold = prepare_fold(task.X, task.y, task.categorical, task.kind, split.train, split.test)
+    fold = config.protocol.prepare(task, split.train, split.test)
     seed = job_seed(config.seed, job.dataset, job.fold)
 
     start = time.perf_counter()
     reused = job.tuning is not None
-    tuning = job.tuning if reused else config.protocol.tune(spec, task, fold, config, seed)
+    tuning = job.tuning if reused else config.protocol.tune(spec, task, split, fold, config, seed)
     tuning_seconds = 0.0 if reused else time.perf_counter() - start
 
-    params = {**tuning.best_params, **tuning.refit_params}
+    params = {**tuning.best_params, **tuning.refit_params}  # the row's "params"
     model = spec.make(
         task.kind,
-        params,
+        {**params, **tuning.state},
         device=config.device,
         seed=seed,
         n_jobs=config.threads,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rfmbench.models.spec import ModelSpec
     from rfmbench.preprocessing import PreparedFold
     from rfmbench.runner.jobs import Job, JobConfig
-    from rfmbench.tasks import Task
+    from rfmbench.tasks import Split, Task
     from rfmbench.tuning import TuningResult
 
 
@@ -41,6 +41,8 @@ class Protocol:
     summary: ClassVar[str] = ""
     # True when the jobs of one (dataset, model) share one tuning (see the module docstring).
     shares_tuning: ClassVar[bool] = False
+    # True when the test folds' fits reuse the state the tuning's model learned (ModelSpec).
+    keeps_state: ClassVar[bool] = False
 
     def check_source(self, source: str, suite: str) -> None:
         """Raise BadOption before loading when the suite's source cannot serve this protocol."""
@@ -52,9 +54,22 @@ class Protocol:
         """The jobs in the order they should run (default: as planned)."""
         return jobs
 
+    def prepare(self, task: Task, train: np.ndarray, test: np.ndarray) -> PreparedFold:
+        """The rows ``train`` and ``test`` preprocessed, fitted on ``train`` only."""
+        from rfmbench.preprocessing import prepare_fold
+
+        return prepare_fold(task.X, task.y, task.categorical, task.kind, train, test)
+
     def tune(
-        self, spec: ModelSpec, task: Task, fold: PreparedFold, config: JobConfig, seed: int
+        self,
+        spec: ModelSpec,
+        task: Task,
+        split: Split,
+        fold: PreparedFold,
+        config: JobConfig,
+        seed: int,
     ) -> TuningResult:
+        """The tuning of ``spec`` for outer fold ``split`` (``fold``: its preprocessed rows)."""
         raise NotImplementedError
 
 
@@ -63,7 +78,7 @@ class DefaultProtocol(Protocol):
     name: ClassVar[str] = "default"
     summary: ClassVar[str] = "inner K-fold cross-validation on each outer fold's training rows"
 
-    def tune(self, spec, task, fold, config, seed):
+    def tune(self, spec, task, split, fold, config, seed):
         from rfmbench.tuning import tune
 
         return tune(
@@ -82,17 +97,30 @@ class DefaultProtocol(Protocol):
 
 @dataclass(frozen=True)
 class PaperProtocol(Protocol):
+    """The authors' 2022 UCI script (DESIGN.md, "The authors' UCI script"), step by step.
+
+    Features as stored in the collection's files (already standardised: no scaler is fitted);
+    each model's paper grid searched on the task's selection split (``conxuntos.dat``), the first
+    strictly best (configuration, iteration) kept; each outer fold (``conxuntos_kfold.dat``) then
+    fits the chosen configuration on its training rows, and RFM reuses the M selected on the
+    selection split as it is (no new iterations). The selection rows overlap the test folds: this
+    is the paper's leak, which ``paper-clean`` removes. ``balance-scale`` is never row-normalised,
+    as in the script.
+    """
+
     name: ClassVar[str] = "paper"
     summary: ClassVar[str] = (
-        "the RFM paper's uci121 protocol: the paper grid, tuned once per dataset on its fixed "
-        "train/validation split (which overlaps the outer test folds, as in the paper)"
+        "the RFM paper's uci121 protocol, exactly: the paper grid tuned once per dataset on its "
+        "fixed train/validation split (which overlaps the outer test folds, as in the paper)"
     )
     shares_tuning: ClassVar[bool] = True
+    keeps_state: ClassVar[bool] = True
 
     def check_source(self, source, suite):
         if source != "uci121":  # only that source has selection splits
             raise BadOption(
-                f"--protocol paper needs datasets with a fixed selection split; '{suite}' has none",
+                f"--protocol {self.name} needs datasets with a fixed selection split; "
+                f"'{suite}' has none",
                 hint="use it with --suite uci121",
             )
 
@@ -100,7 +128,7 @@ class PaperProtocol(Protocol):
         lacking = [name for name, task in tasks.items() if task.selection is None]
         if lacking:
             raise BadOption(
-                f"--protocol paper needs datasets with a fixed selection split; "
+                f"--protocol {self.name} needs datasets with a fixed selection split; "
                 f"'{lacking[0]}' has none",
                 hint="use it with --suite uci121",
             )
@@ -109,19 +137,24 @@ class PaperProtocol(Protocol):
         # Each (dataset, model) is tuned by its first job; every first fold runs before the rest.
         return sorted(jobs, key=lambda job: job.fold != tasks[job.dataset].splits[0].fold)
 
-    def tune(self, spec, task, fold, config, seed):
-        """Choose on the task's selection split (``fold`` is not used: the choice is shared).
-
-        Preprocessing is fitted on the selection's training rows; the selection's validation
-        labels unseen in training count as wrong predictions.
-        """
+    def prepare(self, task, train, test):
         from rfmbench.preprocessing import prepare_fold
+
+        return prepare_fold(task.X, task.y, task.categorical, task.kind, train, test, scale=False)
+
+    def tune(self, spec, task, split, fold, config, seed):
+        """Choose on the task's selection split (``fold`` is not used: the choice is shared)."""
+        selection = task.selection
+        return self._tune_on(spec, task, config, selection.train, selection.test, -1)
+
+    def _tune_on(self, spec, task, config, train, valid, fold_number):
+        """The paper grid fitted on ``train`` and scored on ``valid`` (row indices of the task).
+
+        Validation labels unseen in training count as wrong predictions.
+        """
         from rfmbench.tuning import tune
 
-        selection = task.selection
-        chosen = prepare_fold(
-            task.X, task.y, task.categorical, task.kind, selection.train, selection.test
-        )
+        chosen = self.prepare(task, train, valid)
         if task.kind == "classification":
             known = np.isin(chosen.y_test_raw, chosen.classes)
             y_valid = np.where(known, np.searchsorted(chosen.classes, chosen.y_test_raw), -1)
@@ -137,16 +170,63 @@ class PaperProtocol(Protocol):
             y,
             inner_folds=config.inner_folds,
             budget=config.budget,
-            seed=job_seed(config.seed, task.name, -1),
+            seed=job_seed(config.seed, task.name, fold_number),
             device=config.device,
             n_jobs=config.threads,
             splits=[(np.arange(n_train), np.arange(n_train, len(y)))],
             paper=True,
             precision=config.precision,
+            grid=self.grid(spec, task),
+            keep_state=self.keeps_state,
         )
 
+    def grid(self, spec: ModelSpec, task: Task) -> dict | None:
+        """The model's paper grid for this task: the script never row-normalises balance-scale."""
+        if spec.paper_space is None or task.name != "balance-scale":
+            return None
+        space = dict(spec.paper_space)
+        if "row_norm" in space:
+            space["row_norm"] = [False]
+        return space
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (DefaultProtocol(), PaperProtocol())}
+
+@dataclass(frozen=True)
+class PaperCleanProtocol(PaperProtocol):
+    """The paper's grids and folds without its leak: nothing ever sees a test row.
+
+    For each outer fold, hyperparameters and the iteration are chosen on the selection split
+    restricted to that fold's training rows (its training part fits, its validation part scores),
+    then the model is refitted on the fold's training rows, so RFM relearns M there for the chosen
+    number of iterations. Features as stored, as under ``paper``.
+    """
+
+    name: ClassVar[str] = "paper-clean"
+    summary: ClassVar[str] = (
+        "the paper's grids and folds, tuned per fold on the selection split restricted to the "
+        "fold's training rows; M relearned on them (no test row is ever seen)"
+    )
+    shares_tuning: ClassVar[bool] = False
+    keeps_state: ClassVar[bool] = False
+
+    def order(self, jobs, tasks):
+        return jobs
+
+    def tune(self, spec, task, split, fold, config, seed):
+        in_fold = np.zeros(len(task.y), dtype=bool)
+        in_fold[split.train] = True
+        train = task.selection.train[in_fold[task.selection.train]]
+        valid = task.selection.test[in_fold[task.selection.test]]
+        if len(train) == 0 or len(valid) == 0:
+            raise ValueError(
+                f"fold {split.fold} of {task.name} leaves no selection "
+                f"{'training' if len(train) == 0 else 'validation'} rows to tune on"
+            )
+        return self._tune_on(spec, task, config, train, valid, split.fold)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p for p in (DefaultProtocol(), PaperProtocol(), PaperCleanProtocol())
+}
 
 
 def get_protocol(name: str | Protocol) -> Protocol:

@@ -7,8 +7,6 @@ validation rows.
 
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from rfmbench import RFMClassifier
 from rfmbench.cli import app
-from rfmbench.preprocessing import prepare_fold
 from rfmbench.results import read_run
 from rfmbench.runner.plan import make_plan
 from rfmbench.runner.protocols import PaperProtocol
@@ -67,26 +63,54 @@ def test_one_row_per_dataset_paper_fold_and_model(serial) -> None:
     assert stored == sorted(f"{d}--{m}--seed0.json" for d in DATASETS for m in MODELS)
 
 
-def test_rfm_choice_is_the_best_on_the_selection_split(serial) -> None:
-    _, rows = serial
-    task = load(DatasetRef("iris"), LoadContext(folds=4, data_dir=UCI_SAMPLE))
-    fold = prepare_fold(task.X, task.y, (), task.kind, task.selection.train, task.selection.test)
-    y_val = np.searchsorted(fold.classes, fold.y_test_raw)
-    scores = {}
-    for reg, row_norm in itertools.product([10.0, 1.0, 0.1, 0.01, 0.001], [True, False]):
-        model = RFMClassifier(
-            reg=reg, row_norm=row_norm, bandwidth=10.0, iters=5, diag=False, device="cpu",
-            random_state=0,
-        ).fit(fold.X_train, fold.y_train, fold.X_test, y_val)  # fmt: skip
-        scores[reg, row_norm] = (max(model.val_scores_), model.best_iter_)
-    best = max(scores, key=lambda key: scores[key][0])  # the first of equals, as tuning does
-    chosen = json.loads(rows.query("dataset == 'iris' and model == 'rfm'")["params"].iloc[0])
-    assert (chosen["reg"], chosen["row_norm"]) == best
-    # The refit on each outer fold relearns M for the chosen number of iterations, on all rows.
-    assert (chosen["iters"], chosen["val_fraction"]) == (scores[best][1], 0.0)
-    assert rows.query("dataset == 'iris' and model == 'rfm'")["inner_cv_score"].iloc[0] == (
-        pytest.approx(scores[best][0])
-    )
+def poisoned_copy(tmp_path: Path, name: str, fold: int) -> Path:
+    """The collection's folder of ``name`` with outer fold ``fold``'s test rows poisoned.
+
+    Their features become huge and their labels another class; a protocol that lets a test row
+    into tuning, scaling or fitting then chooses differently.
+    """
+    source = UCI_SAMPLE / name
+    target = tmp_path / "uci" / name
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    data_file = next(target.glob("*_R.dat"))
+    data = pd.read_csv(data_file, sep="\t", index_col=0)
+    test = np.array((target / "conxuntos_kfold.dat").read_text().splitlines()[2 * fold + 1].split(),
+                    dtype=int)  # fmt: skip
+    features, label = data.columns[:-1], data.columns[-1]
+    data.iloc[test, data.columns.get_indexer(features)] = 1e3
+    data.iloc[test, data.columns.get_loc(label)] = (data[label].iloc[test] + 1) % data[
+        label
+    ].nunique()
+    data.to_csv(data_file, sep="\t")
+    return target.parent
+
+
+def protocol_rows(data_dir: Path, out: Path, protocol: str) -> pd.DataFrame:
+    result = runner.invoke(app, [
+        "run", "--suite", "uci121", "--data-dir", str(data_dir), "--protocol", protocol,
+        "--models", "rfm", "--datasets", "iris", "--out", str(out), "--run-id", "r",
+        "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return read_run(out / "r.csv").set_index("fold")
+
+
+def test_paper_clean_never_lets_a_test_row_in(tmp_path: Path) -> None:
+    poisoned = poisoned_copy(tmp_path, "iris", fold=0)
+    clean = protocol_rows(UCI_SAMPLE, tmp_path / "clean", "paper-clean")
+    dirty = protocol_rows(poisoned, tmp_path / "dirty", "paper-clean")
+    assert (clean["status"] == "ok").all() and (dirty["status"] == "ok").all()
+    # Fold 0 never saw its test rows: the same choice, the same inner score, the same training.
+    for column in ("params", "inner_cv_score", "n_train", "n_features"):
+        assert clean.loc[0, column] == dirty.loc[0, column], column
+    # Tuned per fold on the selection rows inside the fold: choices may differ between folds.
+    assert clean["tuning_reused"].eq(False).all()
+    # Under the paper's own protocol the poisoned rows are part of the selection split: it leaks.
+    leaky_clean = protocol_rows(UCI_SAMPLE, tmp_path / "paper-clean", "paper")
+    leaky_dirty = protocol_rows(poisoned, tmp_path / "paper-dirty", "paper")
+    assert leaky_clean.loc[0, "inner_cv_score"] != leaky_dirty.loc[0, "inner_cv_score"]
 
 
 def test_a_resumed_run_reuses_the_stored_tuning(serial, monkeypatch, tmp_path: Path) -> None:
