@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rfmbench.preprocessing import prepare_fold
-from rfmbench.sources import DatasetRef, LoadContext
+from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.sources.uci121 import load, scan
 
 REGS = (10.0, 1.0, 0.1, 0.01, 0.001)

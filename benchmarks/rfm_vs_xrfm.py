@@ -46,21 +46,13 @@ def synthetic(n: int, d: int, seed: int = 0):
 
 
 def read_uci(folder: Path):
-    """X, y of one UCI-121 data set (Fernandez-Delgado layout); joins fich1 and fich2 if both exist."""
-    meta = dict(
-        line.split("=", 1)
-        for line in (folder / f"{folder.name}.txt").read_text().split("\n")
-        if "=" in line
-    )
-    parts = []
-    for key in ("fich1", "fich2"):
-        if key in meta:
-            rows = (
-                (folder / meta[key].strip()).read_text().strip().split("\n")[1:]
-            )  # skip the header
-            parts.append(np.array([[float(v) for v in r.split("\t")[1:]] for r in rows]))
-    data = np.vstack(parts)
-    return data[:, :-1].astype(np.float32), data[:, -1].astype(np.int64)
+    """X, y of one UCI-121 data set, as rfmbench's uci121 source reads it (the rows of ``fich1``)."""
+    from rfmbench.sources.base import DatasetRef, LoadContext
+    from rfmbench.sources.uci121 import load
+
+    task = load(DatasetRef(folder.name), LoadContext(data_dir=folder.parent))
+    _, y = np.unique(np.asarray(task.y), return_inverse=True)
+    return task.X.to_numpy(dtype=np.float32), y.astype(np.int64)
 
 
 def uci_splits(folder: Path, seed: int = 0):
