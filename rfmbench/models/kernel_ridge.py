@@ -33,6 +33,8 @@ class _KernelRidgeMixin:
     iters = 0
     diag = False
     agop_power = 1.0
+    agop_scale = "max"
+    M_init = None
     agop_samples = 1
     center_grads = False
     val_fraction = 0.2
