@@ -111,6 +111,8 @@ def frame_table(
             justify="right" if numeric else "left",
             no_wrap=keep,
             min_width=max(map(len, cells[column]), default=0) if keep else None,
+            # Text too long for its column breaks onto the next line rather than ending in "…".
+            overflow="ellipsis" if keep else "fold",
         )
     for i in range(len(frame)):
         table.add_row(*(cells[column][i] for column in columns))
