@@ -387,7 +387,8 @@ def compare(
         str,
         typer.Option(
             "--format",
-            help="table (the terminal), csv, markdown or json, on stdout; messages go to stderr.",
+            help="table (the terminal), csv, markdown, latex or json, on stdout; messages go "
+            "to stderr.",
         ),
     ] = "table",
     out: Annotated[
@@ -453,6 +454,8 @@ def compare(
             render.print_text(summary_frame(comparisons).to_csv(index=False))
         elif format == "markdown":
             render.print_text(render.comparisons_markdown(comparisons))
+        elif format == "latex":
+            render.print_text(render.comparisons_latex(comparisons))
         else:
             render.print_text(comparisons_json(comparisons))
         if out is not None:

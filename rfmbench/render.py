@@ -346,6 +346,55 @@ def comparisons_markdown(results: Sequence[Any]) -> str:
     return "\n".join(parts)
 
 
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def latex_table(frame: pd.DataFrame, caption: str) -> str:
+    """A LaTeX ``table`` with a ``tabular`` (booktabs rules) of ``frame``, numbers right-aligned."""
+
+    def text(value: Any) -> str:
+        return latex_escape(_plain(value).replace("-\n", "").replace("\n", " ")).replace(
+            "R²", "R$^2$"
+        )
+
+    spec = "".join("l" if c in ("model", "dataset") else "r" for c in frame.columns)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(text(c) for c in frame.columns) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(text(v) for v in row) + r" \\" for _, row in frame.iterrows()]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def comparisons_latex(results: Sequence[Any]) -> str:
+    """Every kind's leaderboard as a LaTeX table (needs ``booktabs``); the note is the caption."""
+    return "\n\n".join(
+        latex_table(board_view(_kind_board(result)), f"{kind_title(result)}. {result.note}")
+        for result in results
+    )
+
+
 def print_text(text: str) -> None:
     """Machine-readable output (CSV, Markdown, JSON) on stdout, exactly as given."""
     console.file.write(text if text.endswith("\n") else text + "\n")

@@ -247,6 +247,16 @@ def test_formats_csv_markdown_json_on_stdout(tmp_path: Path):
     assert len(first) == 5 and all(line.count("|") == first[0].count("|") for line in first)
     assert "imputed" in first[0] and "33.3%" in "".join(first)
 
+    result = runner.invoke(app, ["compare", str(path), "--format", "latex"])
+    assert result.exit_code == 0, result.output
+    latex = result.stdout
+    assert latex.count(r"\begin{tabular}") == 2 and latex.count(r"\bottomrule") == 2
+    rows = [line for line in latex.splitlines() if line.endswith(r"\\")]
+    assert rows[0].startswith(r"rank & model & Elo [95\% CI] & improvability")
+    assert len(rows) == 8  # a header and 3 models per kind
+    assert all(line.count("&") == rows[0].count("&") for line in rows[:4])
+    assert r"33.3\%" in latex and "33.3%" not in latex.replace(r"\%", "")
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

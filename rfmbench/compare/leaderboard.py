@@ -247,9 +247,9 @@ def task_set(
         keep = ~missing[impute_with]
         imputed = missing & keep.to_numpy()[:, None]
         values = values.apply(lambda column: column.fillna(values[impute_with]))
-        primary = primary.apply(lambda column: column.fillna(primary[impute_with]))
-        # A primary value missing on an ok row (never written) stays NaN: it is left out of
-        # that mean only.
+        # Accuracy / R² imputed on exactly the same folds as the metric.
+        fill = pd.DataFrame({m: primary[impute_with] for m in models}, index=primary.index)
+        primary = primary.mask(imputed, fill)
         reason = f"{impute_with} has no result"
     datasets = list(metrics.index)
     kept_datasets = sorted(set(units[keep.to_numpy()].get_level_values("dataset")))

@@ -49,7 +49,7 @@ METRICS_OF_KIND = {"classification": CLASSIFICATION_METRICS, "regression": REGRE
 KEYS = ["dataset", "fold", "model"]
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
-FORMATS = ("table", "csv", "markdown", "json")
+FORMATS = ("table", "csv", "markdown", "latex", "json")
 
 
 @dataclass(frozen=True)
