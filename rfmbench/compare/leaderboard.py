@@ -131,9 +131,10 @@ class TaskSet:
     """The one set of tasks a table is computed on, and how it was made complete.
 
     ``scores`` and ``errors`` are dataset x model tables without a gap: with ``impute_with`` a
-    model's missing fold (failed, timed out, skipped, absent, or without the metric) takes that
-    model's result on the same fold; without, only the folds where every model has a result count.
-    A dataset that ends with no fold is in ``left_out`` with the reason.
+    model's missing fold (failed, timed out, skipped, absent, or an ``ok`` row without the metric)
+    takes the ``impute_with`` model's result on the same fold, and a fold where that model has no
+    result is dropped for all; without, only the folds where every model has a result count. A
+    dataset that ends with no fold is in ``left_out`` with the reason.
     """
 
     metrics: pd.Series  # dataset -> metric of ``scores``
