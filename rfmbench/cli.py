@@ -361,9 +361,33 @@ def compare(
         str | None,
         typer.Option(
             help="accuracy, balanced_accuracy, log_loss, roc_auc (classification) or rmse, "
-            "mae, r2 (regression); only that kind is compared (default: accuracy and r2)."
+            "mae, r2 (regression); only that kind is compared (default: TabArena's per task: "
+            "roc_auc for binary, log_loss for multiclass, rmse for regression)."
         ),
     ] = None,
+    impute_with: Annotated[
+        str,
+        typer.Option(
+            help="Model whose result on a fold replaces another model's failed or missing one; "
+            "'none': compare on the common tasks only; 'auto': random-forest when it is in the "
+            "results, else none."
+        ),
+    ] = "auto",
+    elo_reference: Annotated[
+        str,
+        typer.Option(
+            help="Model anchored at Elo 1000; 'none': the models average 1000; 'auto': "
+            "random-forest when it is in the results, else none."
+        ),
+    ] = "auto",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table (the terminal), csv, markdown, latex or json, on stdout; messages go "
+            "to stderr.",
+        ),
+    ] = "table",
     out: Annotated[
         Path | None, typer.Option(help="Write the comparison table (all kinds) as CSV.")
     ] = None,
@@ -387,17 +411,28 @@ def compare(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
 ) -> None:
-    """Merge FILES (a later file's row for the same job wins), rank the models per task kind,
-    run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
+    """Merge FILES (a later file's row for the same job wins) and rank the models per task kind
+    on TabArena's terms (Elo with a 95% interval, improvability, win rate, mean rank, imputed
+    failures), run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
     from rfmbench.compare.plots import write_plots
-    from rfmbench.compare.stats import check_options, merge_runs, summary_frame
+    from rfmbench.compare.stats import check_options, comparisons_json, merge_runs, summary_frame
     from rfmbench.compare.stats import compare as compare_runs
     from rfmbench.results import read_run, write_frame
 
     with user_errors():
         chosen_pair = check_options(
-            metric=metric, out=out, plot=plot, plot_dir=plot_dir, pair=pair, seed=seed
+            metric=metric,
+            out=out,
+            plot=plot,
+            plot_dir=plot_dir,
+            pair=pair,
+            seed=seed,
+            impute_with=impute_with,
+            elo_reference=elo_reference,
+            format=format,
         )
+        # With a machine-readable format, stdout holds only the data.
+        say = render.info if format == "table" else render.note
         paths = expand_paths(files)
         results, replaced = merge_runs([read_run(path) for path in paths])
         if replaced:
@@ -405,13 +440,24 @@ def compare(
                 f"{replaced} rows of earlier files were replaced by later files' rows for the "
                 f"same (dataset, fold, model)"
             )
-        comparisons = compare_runs(results, metric, seed=seed)
-        render.info(f"compared {len(paths)} file(s), {len(results)} rows")
-        for comparison in comparisons:
-            render.comparison(comparison)
+        comparisons = compare_runs(
+            results, metric, seed=seed, impute_with=impute_with, elo_reference=elo_reference
+        )
+        say(f"compared {len(paths)} file(s), {len(results)} rows")
+        if format == "table":
+            for comparison in comparisons:
+                render.comparison(comparison)
+        elif format == "csv":
+            render.print_text(summary_frame(comparisons).to_csv(index=False))
+        elif format == "markdown":
+            render.print_text(render.comparisons_markdown(comparisons))
+        elif format == "latex":
+            render.print_text(render.comparisons_latex(comparisons))
+        else:
+            render.print_text(comparisons_json(comparisons))
         if out is not None:
             write_frame(out, summary_frame(comparisons))
-            render.info(f"table: {out}")
+            say(f"table: {out}")
         written, skipped = write_plots(
             comparisons,
             plot=plot,
@@ -421,7 +467,7 @@ def compare(
         for message in skipped:
             render.warning(message)
         for path in written:
-            render.info(f"figure: {path}")
+            say(f"figure: {path}")
 
 
 datasets_app = typer.Typer(help="List, fetch and describe datasets.", no_args_is_help=True)

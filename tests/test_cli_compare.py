@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +64,10 @@ def test_compare_prints_tables_writes_csv_and_png(two_runs, tmp_path: Path):
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
+    # The fixture has no n_classes (TabArena's metric unknown): accuracy; regression: RMSE.
     assert "classification: accuracy (higher is better), 6 datasets" in result.stdout
-    assert "regression: r2 (higher is better), 2 datasets" in result.stdout
+    assert "regression: rmse (lower is better), 2 datasets" in result.stdout
+    assert "Elo: random-forest = 1000" in " ".join(result.stdout.split())
     assert "Friedman test on 6 datasets, 3 models" in result.stdout
     assert "win rate" in result.stdout and "Wilcoxon" in result.stdout
     # Second run's d0 rows (rfm ok there) replaced the first run's 6 d0 rows.
@@ -72,15 +77,27 @@ def test_compare_prints_tables_writes_csv_and_png(two_runs, tmp_path: Path):
         "task_kind",
         "rank",
         "model",
+        "elo",
+        "elo_low",
+        "elo_high",
+        "improvability",
+        "win_rate",
         "mean_rank",
         "mean_metric",
         "ci_low",
         "ci_high",
         "mean_normalized_score",
+        "mean_accuracy",
+        "mean_r2",
         "wins",
-        "datasets_completed",
-        "failures",
+        "imputed",
+        "failed_datasets",
+        "failed_folds",
+        "datasets",
+        "impute_with",
+        "elo_reference",
     } <= set(board)
+    assert set(board["impute_with"]) == {"random-forest"}
     assert len(board) == 6 and set(board["task_kind"]) == {"classification", "regression"}
     for kind in ("classification",):  # regression has 2 datasets: Friedman runs too
         png = plot.with_name(f"cd-{kind}.png").read_bytes()
@@ -113,15 +130,132 @@ def test_one_kind_writes_the_plot_at_the_path_given_and_all_figures_to_plot_dir(
     assert "warning" not in result.stderr
 
 
-def test_failed_model_is_marked_and_counted(tmp_path: Path):
+def test_a_failed_model_is_imputed_counted_and_averaged_over_the_same_tasks(tmp_path: Path):
     path = write_run(tmp_path / "run.csv", ["d0", "d1", "d2"], fail=(("d0", "rfm"),))
+    out = tmp_path / "b.csv"
+    result = runner.invoke(app, ["compare", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(out).set_index("model")
+    assert board.loc["rfm", "failed_datasets"] == 1 and board.loc["rfm", "failed_folds"] == 2
+    assert board.loc["rfm", "imputed"] == pytest.approx(1 / 3)
+    assert set(board["datasets"]) == {3}
+    # Independently: rfm's d0 folds take random-forest's, then the mean over datasets of the
+    # mean over folds.
+    rows = pd.read_csv(path)
+    scores = rows[rows["status"] == "ok"].pivot_table(
+        index=["dataset", "fold"], columns="model", values="accuracy"
+    )
+    scores["rfm"] = scores["rfm"].fillna(scores["random-forest"])
+    expected = scores.groupby(level="dataset").mean().mean()
+    assert board["mean_accuracy"].to_dict() == pytest.approx(expected.to_dict())
+    assert "33.3%" in result.stdout and "1/3" in result.stdout
+    assert "takes random-forest's result there" in " ".join(result.stdout.split())
+
+    # On the common tasks instead: d0 is left out for every model.
     result = runner.invoke(
-        app, ["compare", str(path), "--out", str(tmp_path / "b.csv")], terminal_width=200
+        app,
+        [
+            "compare",
+            str(path),
+            "--impute-with",
+            "none",
+            "--elo-reference",
+            "rfm",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
-    board = pd.read_csv(tmp_path / "b.csv").set_index("model")
-    assert board.loc["rfm", "failures"] == 2 and board.loc["rfm", "datasets_completed"] == 2
-    assert "2/3" in result.stdout and "2 !" in result.stdout
+    board = pd.read_csv(out).set_index("model")
+    assert set(board["datasets"]) == {2} and board.loc["rfm", "elo"] == 1000
+    expected = scores.loc[["d1", "d2"]].groupby(level="dataset").mean().mean()
+    assert board["mean_accuracy"].to_dict() == pytest.approx(expected.to_dict())
+    text = " ".join(result.stdout.split())
+    assert "2 of 3 datasets" in text and "common tasks" in text and "rfm = 1000" in text
+
+
+def shown(value: float, kind: str) -> str:
+    """A value as the terminal table prints it."""
+    return {"pct": f"{100 * value:.1f}%", "rank": f"{value:.2f}", "metric": f"{value:.4f}"}[kind]
+
+
+@pytest.mark.parametrize("columns", ["80", None])  # COLUMNS=80, or piped with no COLUMNS
+def test_every_number_is_whole_in_80_columns(tmp_path: Path, columns: str | None):
+    path = write_run(
+        tmp_path / "run.csv", [f"d{i}" for i in range(6)] + ["reg1", "reg2"], fail=(("d0", "rfm"),)
+    )
+    out = tmp_path / "b.csv"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    if columns:
+        env["COLUMNS"] = columns
+    result = subprocess.run(
+        [sys.executable, "-m", "rfmbench", "compare", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.stdout
+    board = pd.read_csv(out)
+    for _, row in board.iterrows():
+        # The first table of a kind has the Elo and its interval on the model's line.
+        elo = f"{row['elo']:.0f} [{row['elo_low']:.0f}, {row['elo_high']:.0f}]"
+        line = next(line for line in lines if f" {row['model']} " in line and elo in line)
+        for column, kind in (
+            ("improvability", "pct"),
+            ("win_rate", "pct"),
+            ("imputed", "pct"),
+            ("mean_rank", "rank"),
+            ("mean_accuracy" if row["task_kind"] == "classification" else "mean_r2", "metric"),
+        ):
+            assert shown(row[column], kind) in result.stdout, (column, line)
+    assert "(continued)" in result.stdout  # the tables split rather than squeeze
+
+
+def test_formats_csv_markdown_json_on_stdout(tmp_path: Path):
+    path = write_run(tmp_path / "run.csv", ["d0", "d1", "d2", "reg1"], fail=(("d1", "rfm"),))
+    out = tmp_path / "b.csv"
+    result = runner.invoke(app, ["compare", str(path), "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    printed = pd.read_csv(io.StringIO(result.stdout))
+    pd.testing.assert_frame_equal(printed, pd.read_csv(out))
+    assert "compared 1 file(s)" in result.stderr  # messages kept off stdout
+
+    result = runner.invoke(app, ["compare", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    documents = json.loads(result.stdout)
+    assert [d["task_kind"] for d in documents] == ["classification", "regression"]
+    classification = documents[0]
+    assert classification["impute_with"] == "random-forest"
+    assert classification["elo_reference"] == "random-forest"
+    rows = {r["model"]: r for r in classification["table"]}
+    assert rows["random-forest"]["elo"] == 1000 and rows["rfm"]["imputed"] == pytest.approx(1 / 3)
+    assert documents[1]["metric"] == "rmse"
+
+    result = runner.invoke(app, ["compare", str(path), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "### classification: accuracy (higher is better), 3 datasets" in lines
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| rank | model | Elo [95% CI] | improvability | win rate |")
+    assert sum(line.startswith("| 1 |") for line in table) == 2  # one table per kind
+    first = table[: len(table) // 2]  # 3 models: header, rule, 3 rows per kind
+    assert len(first) == 5 and all(line.count("|") == first[0].count("|") for line in first)
+    assert "imputed" in first[0] and "33.3%" in "".join(first)
+
+    result = runner.invoke(app, ["compare", str(path), "--format", "latex"])
+    assert result.exit_code == 0, result.output
+    latex = result.stdout
+    assert latex.count(r"\begin{tabular}") == 2 and latex.count(r"\bottomrule") == 2
+    rows = [line for line in latex.splitlines() if line.endswith(r"\\")]
+    assert rows[0].startswith(r"rank & model & Elo [95\% CI] & improvability")
+    assert len(rows) == 8  # a header and 3 models per kind
+    assert all(line.count("&") == rows[0].count("&") for line in rows[:4])
+    assert r"33.3\%" in latex and "33.3%" not in latex.replace(r"\%", "")
 
 
 @pytest.mark.parametrize(
@@ -134,6 +268,10 @@ def test_failed_model_is_marked_and_counted(tmp_path: Path):
         (["{run}", "--pair", "rfm"], "--pair needs two different comma-separated models"),
         (["{run}", "--pair", "rfm,zzz", "--plot-dir", "figs"], "no results for model 'zzz'"),
         (["{run}", "--plot", "cd.nope"], "cannot write a figure as '.nope'"),
+        (["{run}", "--format", "html"], "unknown format 'html'"),
+        (["{run}", "--impute-with", "zzz"], "--impute-with zzz: no results for that model"),
+        (["{run}", "--elo-reference", "zzz"], "--elo-reference zzz: no results for that model"),
+        (["{run}", "--impute-with", " "], "--impute-with needs a model name"),
         (["{bad}"], "is not an rfmbench results file"),
     ],
 )

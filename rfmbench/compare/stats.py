@@ -1,18 +1,18 @@
 """Statistics for comparing models over datasets: ranks, bootstrap intervals, win rates, tests.
 
 Everything here is pure: a results frame in, dataclasses and frames out. Each task kind
-(classification, regression) is compared on its own, on one metric.
+(classification, regression) is compared on its own.
 
-Rules for missing results, stated once:
+Rules for missing results, stated once: every number of a kind's comparison is computed on one
+complete set of tasks (``leaderboard.task_set``). By default a model's failed or missing fold takes
+a named baseline's result on that fold (TabArena's imputation; ``imputed`` is the share of a
+model's results so filled); with ``impute_with="none"`` only the folds where every model has a
+result count (the common tasks). Failures are counted per dataset and per fold either way. The
+ranks, Elo, win rates, Friedman / Nemenyi and Wilcoxon tests all use that one table.
 
-- A model's score on a dataset is its mean metric over its ``ok`` folds. A model with no ``ok``
-  fold there (failed, timed out, missing) is **ranked last** on that dataset (ties averaged), loses
-  to every model that has a score in the win-rate matrix, scores 0 in the normalized score, and is
-  counted under ``failures`` (non-``ok`` rows) and in ``datasets - datasets_completed``.
-- Its **mean metric** (and bootstrap interval) is over the datasets it completed only: a metric
-  cannot be invented for a failed job, so always read it beside ``datasets_completed``.
-- The Friedman test and the Nemenyi post-hoc use the ranks above (every dataset counted); the
-  pairwise Wilcoxon tests use the datasets where both models have a score.
+The metric, where the user does not choose one, is TabArena's per task: ROC-AUC (binary), log loss
+(multiclass), RMSE (regression), compared as errors (lower is better); mean accuracy or R² is shown
+beside it.
 """
 
 from __future__ import annotations
@@ -26,18 +26,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rfmbench.compare import tabarena
 from rfmbench.compare.leaderboard import (
-    dataset_ranks,
-    dataset_scores,
+    AUTO,
+    NONE,
+    TaskSet,
     latest_rows,
-    normalized_scores,
+    model_table,
+    table_note,
+    task_set,
 )
 from rfmbench.errors import BadOption, ResultsFileError, check_seed, unknown
 from rfmbench.metrics import (
     ALL_METRICS,
     CLASSIFICATION_METRICS,
     GREATER_IS_BETTER,
-    PRIMARY_METRIC,
     REGRESSION_METRICS,
 )
 
@@ -46,6 +49,7 @@ METRICS_OF_KIND = {"classification": CLASSIFICATION_METRICS, "regression": REGRE
 KEYS = ["dataset", "fold", "model"]
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
+FORMATS = ("table", "csv", "markdown", "latex", "json")
 
 
 @dataclass(frozen=True)
@@ -71,15 +75,18 @@ class KindComparison:
     """The comparison of every model on the datasets of one task kind."""
 
     kind: str
-    metric: str
+    metric: str  # the metric of ``scores``: a name, or "error" when datasets use different ones
     greater_is_better: bool
-    scores: pd.DataFrame  # dataset x model: mean metric over ok folds, NaN where none
-    ranks: pd.DataFrame  # dataset x model: 1 = best, missing last, ties averaged
+    scores: pd.DataFrame  # dataset x model on the task set (no gap)
+    ranks: pd.DataFrame  # dataset x model: 1 = best, ties averaged
     table: pd.DataFrame  # one row per model, best first (see ``compare_kind``)
     win_rate: pd.DataFrame  # model x model: share of datasets where row beats column
     friedman: HypothesisTest
     nemenyi: pd.DataFrame | None  # model x model p-values (None when Friedman cannot run)
     wilcoxon: pd.DataFrame  # one row per pair: n, statistic, p, Holm-adjusted p, min p
+    tasks: TaskSet  # which datasets and folds, the metric of each, what was imputed
+    elo_reference: str | None  # the model at Elo 1000 (None: the models average 1000)
+    note: str  # the line under the table: tasks, imputation, Elo anchor, metrics
 
     @property
     def n_datasets(self) -> int:
@@ -100,17 +107,18 @@ def merge_runs(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
     return final, len(merged) - len(final)
 
 
-def resolve_metric(results: pd.DataFrame, metric: str | None) -> dict[str, str]:
+def resolve_metric(results: pd.DataFrame, metric: str | None) -> dict[str, str | None]:
     """The metric used for each task kind present in ``results``.
 
-    ``None`` picks each kind's primary metric (accuracy, R²). A named metric applies to its own
-    kind; a kind it does not fit is left out, and no dataset of its kind at all is an error.
+    ``None`` leaves each kind to TabArena's metric per dataset (``leaderboard.dataset_metrics``).
+    A named metric applies to its own kind; a kind it does not fit is left out, and no dataset of
+    its kind at all is an error.
     """
     kinds = [kind for kind in KINDS if (results["task_kind"] == kind).any()]
     if not kinds:
         raise ResultsFileError("the results have no rows with a task_kind to compare")
     if metric is None:
-        return {kind: PRIMARY_METRIC[kind] for kind in kinds}
+        return dict.fromkeys(kinds)
     if metric not in ALL_METRICS:
         raise unknown("metric", metric, list(ALL_METRICS))
     kind = next(k for k in KINDS if metric in METRICS_OF_KIND[k])
@@ -131,6 +139,9 @@ def check_options(
     plot_dir: Path | None = None,
     pair: str | list[str] | None = None,
     seed: int = 0,
+    impute_with: str | None = AUTO,
+    elo_reference: str | None = AUTO,
+    format: str = "table",
 ) -> tuple[str, str] | None:
     """Check a comparison's options before any file is read or written; return the pair.
 
@@ -138,11 +149,17 @@ def check_options(
     with a suffix matplotlib can write), ``plot_dir`` a folder, ``pair`` two distinct model
     names (a list, or one string ``"a,b"``), ``seed`` in 0..2**32-1. Whether the metric fits
     the results' task kinds, and whether the pair's models are in them, is checked when the
-    results are read.
+    results are read, as is whether ``impute_with`` and ``elo_reference`` name models of them
+    (``"auto"`` and ``"none"`` are always valid). ``format`` is one of ``FORMATS``.
     """
     from rfmbench.files import check_out_dir, check_out_file
 
     check_seed(seed)
+    if format not in FORMATS:
+        raise unknown("format", format, list(FORMATS))
+    for option, value in (("--impute-with", impute_with), ("--elo-reference", elo_reference)):
+        if value is not None and not str(value).strip():
+            raise BadOption(f"{option} needs a model name, 'auto' or 'none', got '{value}'")
     if metric is not None and metric not in ALL_METRICS:
         raise unknown("metric", metric, list(ALL_METRICS))
     if out is not None:
@@ -164,61 +181,99 @@ def check_options(
 
 
 def compare(
-    results: pd.DataFrame, metric: str | None = None, *, seed: int = 0
+    results: pd.DataFrame,
+    metric: str | None = None,
+    *,
+    seed: int = 0,
+    impute_with: str | None = AUTO,
+    elo_reference: str | None = AUTO,
 ) -> list[KindComparison]:
-    """Compare the models of ``results`` per task kind (see ``compare_kind``)."""
+    """Compare the models of ``results`` per task kind (see ``compare_kind``).
+
+    A model named in ``impute_with`` or ``elo_reference`` must be in the results; a kind where it
+    did not run is compared on its common tasks, or with centred Elo ratings.
+    """
     check_seed(seed)
     results = latest_rows(results)
-    return [
-        compare_kind(results[results["task_kind"] == kind], kind, chosen, seed=seed)
-        for kind, chosen in resolve_metric(results, metric).items()
-    ]
+    models = set(results["model"].unique())
+    for option, value in (("--impute-with", impute_with), ("--elo-reference", elo_reference)):
+        if value not in (None, AUTO, NONE) and value not in models:
+            raise BadOption(
+                f"{option} {value}: no results for that model",
+                hint=f"choose one of {', '.join(sorted(models))}, 'auto' or 'none'",
+            )
+    comparisons = []
+    for kind, chosen in resolve_metric(results, metric).items():
+        rows = results[results["task_kind"] == kind]
+        present = set(rows["model"].unique())
+        comparisons.append(
+            compare_kind(
+                rows,
+                kind,
+                chosen,
+                seed=seed,
+                impute_with=impute_with
+                if impute_with in (None, AUTO, NONE) or impute_with in present
+                else NONE,
+                elo_reference=elo_reference
+                if elo_reference in (None, AUTO, NONE) or elo_reference in present
+                else NONE,
+            )
+        )
+    return comparisons
 
 
-def compare_kind(results: pd.DataFrame, kind: str, metric: str, *, seed: int = 0) -> KindComparison:
-    """Ranks, bootstrap intervals, normalized scores, win rates and tests on one kind's rows.
+def compare_kind(
+    results: pd.DataFrame,
+    kind: str,
+    metric: str | None = None,
+    *,
+    seed: int = 0,
+    impute_with: str | None = AUTO,
+    elo_reference: str | None = AUTO,
+) -> KindComparison:
+    """TabArena's leaderboard, intervals, win rates and tests on one kind's rows.
 
-    The per-model ``table`` has: rank, model, mean_rank, mean_metric, ci_low, ci_high (a 95%
-    percentile bootstrap over datasets, seeded by ``seed``), mean_normalized_score, wins (datasets
-    where the model is best, ties included), datasets_completed, failures (non-ok rows), datasets.
+    The per-model ``table`` has the columns of ``leaderboard.model_table`` (rank, model, elo,
+    elo_low, elo_high, improvability, win_rate, mean_rank, mean_normalized_score, mean_accuracy
+    or mean_r2, wins, imputed, failed_datasets, failed_folds, datasets) and, when every dataset
+    uses one metric, mean_metric with ci_low, ci_high (a 95% percentile bootstrap over datasets,
+    seeded by ``seed``). ``metric=None``: TabArena's metric per dataset.
     """
     results = latest_rows(results)
-    greater = GREATER_IS_BETTER[metric]
-    scores = dataset_scores(results, metric)
-    direction = pd.Series(greater, index=scores.index)
-    ranks = dataset_ranks(scores, direction)
-    normalized = normalized_scores(scores, direction)
-
-    table = pd.DataFrame(index=scores.columns)
-    table["mean_rank"] = ranks.mean(axis=0)
-    table["mean_metric"] = scores.mean(axis=0)  # over completed datasets (module docstring)
-    intervals = {model: bootstrap_ci(scores[model].dropna().to_numpy(), seed) for model in scores}
-    table["ci_low"] = [intervals[model][0] for model in table.index]
-    table["ci_high"] = [intervals[model][1] for model in table.index]
-    table["mean_normalized_score"] = normalized.mean(axis=0)
-    best = ranks.min(axis=1)
-    table["wins"] = ranks.eq(best, axis=0).where(scores.notna(), False).sum(axis=0).astype(int)
-    table["datasets_completed"] = scores.notna().sum(axis=0).astype(int)
-    failed = results[results["status"] != "ok"]
-    table["failures"] = failed.groupby("model").size().reindex(table.index).fillna(0).astype(int)
-    table["datasets"] = len(scores.index)
-    table = table.sort_values(["mean_rank", "mean_normalized_score"], ascending=[True, False])
-    table = table.rename_axis("model").reset_index()
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    tasks = task_set(results, metric, impute_with=impute_with)
+    table, reference = model_table(tasks, elo_reference=elo_reference, seed=seed)
+    table = table.drop(columns=["mean_r2" if kind == "classification" else "mean_accuracy"])
     order = list(table["model"])
-
-    friedman, nemenyi = friedman_test(ranks[order])
+    names = set(tasks.metrics)
+    if len(names) == 1:
+        (name,) = names
+        scores, greater = tasks.scores[order], GREATER_IS_BETTER[name]
+    else:  # different metrics per dataset: compare TabArena's errors (lower is better)
+        name, scores, greater = "error", tasks.errors[order], False
+    table["mean_metric"] = table["model"].map(scores.mean(axis=0))
+    intervals = {model: bootstrap_ci(scores[model].to_numpy(), seed) for model in order}
+    table["ci_low"] = [intervals[model][0] for model in order]
+    table["ci_high"] = [intervals[model][1] for model in order]
+    ranks = tabarena.error_ranks(tasks.errors)[order]
+    friedman, nemenyi = friedman_test(ranks)
+    note = table_note(tasks, reference)
+    if name == "error":
+        note += " Metrics differ between datasets: compared as errors (1 - score where higher is better)."
     return KindComparison(
         kind=kind,
-        metric=metric,
+        metric=name,
         greater_is_better=greater,
-        scores=scores[order],
-        ranks=ranks[order],
+        scores=scores,
+        ranks=ranks,
         table=table,
-        win_rate=win_rates(ranks[order]),
+        win_rate=win_rates(ranks),
         friedman=friedman,
         nemenyi=nemenyi,
-        wilcoxon=wilcoxon_holm(scores[order]),
+        wilcoxon=wilcoxon_holm(scores),
+        tasks=tasks,
+        elo_reference=reference,
+        note=note,
     )
 
 
@@ -341,11 +396,50 @@ def wilcoxon_holm(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_frame(comparisons: list[KindComparison]) -> pd.DataFrame:
-    """One CSV-ready frame: every kind's per-model table with ``task_kind`` and ``metric`` columns."""
+    """One CSV-ready frame: every kind's per-model table with ``task_kind`` and ``metric`` columns,
+    and the task set's terms (``impute_with``, ``elo_reference``: '' for none)."""
     frames = []
     for comparison in comparisons:
         frame = comparison.table.copy()
         frame.insert(0, "task_kind", comparison.kind)
         frame.insert(3, "metric", comparison.metric)
+        frame["impute_with"] = comparison.tasks.impute_with or ""
+        frame["elo_reference"] = comparison.elo_reference or ""
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def comparisons_json(comparisons: list[KindComparison]) -> str:
+    """Every kind's table and terms as one JSON document (NaN as null)."""
+    import json
+
+    documents = []
+    for comparison in comparisons:
+        tasks = comparison.tasks
+        table = comparison.table.astype(object).where(comparison.table.notna(), None)
+        documents.append(
+            {
+                "task_kind": comparison.kind,
+                "metric": comparison.metric,
+                "metrics": {str(d): m for d, m in tasks.metrics.items()},
+                "greater_is_better": comparison.greater_is_better,
+                "datasets": len(tasks.scores.index),
+                "datasets_all": tasks.n_datasets_all,
+                "left_out": tasks.left_out,
+                "impute_with": tasks.impute_with,
+                "elo_reference": comparison.elo_reference,
+                "note": comparison.note,
+                "table": table.to_dict(orient="records"),
+            }
+        )
+    return json.dumps(documents, indent=2, default=_json_value)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

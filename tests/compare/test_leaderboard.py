@@ -18,12 +18,15 @@ import pandas as pd
 import pytest
 
 from rfmbench.compare.leaderboard import (
+    dataset_metrics,
     dataset_ranks,
     dataset_scores,
     latest_rows,
     leaderboard,
     normalized_scores,
+    task_set,
 )
+from rfmbench.errors import BadOption
 
 SCORES = {
     ("d1", "A"): [0.9, 0.8],
@@ -134,31 +137,102 @@ def test_normalized_scores_when_every_model_ties_or_fails() -> None:
     pd.testing.assert_frame_equal(normalized, expected)
 
 
-def test_leaderboard(results: pd.DataFrame) -> None:
+def test_leaderboard_on_the_common_tasks(results: pd.DataFrame) -> None:
+    # No random-forest to impute with, so "auto" compares on the folds every model finished:
+    # d2 (C failed on both folds) is left out. Errors: d1 (1 - accuracy) A .15 B .30 C .15;
+    # d3 (1 - R², the fixture has no RMSE) A .5 B .2 C .7.
     board = leaderboard(results).set_index("model")
-    assert board.index.tolist() == ["B", "A", "C"]  # by mean rank: 5/3, 11/6, 5/2
-    assert board["rank"].tolist() == [1, 2, 3]
-    assert board.loc["B", "mean_rank"] == pytest.approx(5 / 3)
-    assert board.loc["A", "mean_rank"] == pytest.approx(11 / 6)
-    assert board.loc["C", "mean_rank"] == pytest.approx(5 / 2)
-    assert board["wins"].to_dict() == {"B": 2, "A": 1, "C": 1}  # the d1 tie is a win for both
-    assert board["datasets_completed"].to_dict() == {"B": 3, "A": 3, "C": 2}
-    assert board["failures"].to_dict() == {"B": 0, "A": 0, "C": 2}  # the retried B row is not
-    assert board["datasets"].tolist() == [3, 3, 3]
-    assert board["mean_accuracy"].to_dict() == pytest.approx({"B": 0.8, "A": 0.725, "C": 0.85})
-    assert board["mean_r2"].to_dict() == pytest.approx({"B": 0.8, "A": 0.5, "C": 0.3})
-    assert board["mean_normalized_score"].to_dict() == pytest.approx(
-        {"B": 2 / 3, "A": 1.4 / 3, "C": 1 / 3}
+    assert board["datasets"].tolist() == [2, 2, 2]
+    assert (
+        "2 of 3 datasets" in board.attrs["note"]
+        and "d2 (no fold where every" in board.attrs["note"]
     )
+    assert "the models average 1000" in board.attrs["note"]
+    # Ranks d1: A 1.5 B 3 C 1.5; d3: A 2 B 1 C 3.
+    assert board["mean_rank"].to_dict() == pytest.approx({"A": 1.75, "B": 2.0, "C": 2.25})
+    # Battles won of 4: A .5 + 1 + 1, B 0 + 2, C 1.5 + 0.
+    assert board["win_rate"].to_dict() == pytest.approx({"A": 2.5 / 4, "B": 0.5, "C": 1.5 / 4})
+    # 1 - best / error: d1 A 0 B .5 C 0; d3 A .6 B 0 C 1 - .2/.7.
+    assert board["improvability"].to_dict() == pytest.approx(
+        {"A": 0.3, "B": 0.25, "C": (1 - 0.2 / 0.7) / 2}
+    )
+    assert board.index.tolist() == ["A", "B", "C"]  # by Elo: wins 2.5, 2, 1.5
+    assert board["elo"].mean() == pytest.approx(1000)
+    assert board["mean_accuracy"].to_dict() == pytest.approx({"A": 0.85, "B": 0.7, "C": 0.85})
+    assert board["mean_r2"].to_dict() == pytest.approx({"A": 0.5, "B": 0.8, "C": 0.3})
+    assert board["wins"].to_dict() == {"A": 1, "B": 1, "C": 1}  # the d1 tie is a win for both
+    assert board["failed_datasets"].to_dict() == {"A": 0, "B": 0, "C": 1}
+    assert board["failed_folds"].to_dict() == {"A": 0, "B": 0, "C": 2}  # B's retry is not one
+    assert board["imputed"].to_dict() == {"A": 0.0, "B": 0.0, "C": 0.0}
 
 
-def test_a_model_that_failed_everywhere_is_ranked_last_not_dropped(results) -> None:
+def test_leaderboard_with_failures_imputed(results: pd.DataFrame) -> None:
+    # C's two failed folds on d2 take A's results (0.6): every model is averaged over d1-d3.
+    board = leaderboard(results, impute_with="A", elo_reference="B").set_index("model")
+    assert board["datasets"].tolist() == [3, 3, 3]
+    assert board.loc["B", "elo"] == 1000
+    assert board["imputed"].to_dict() == pytest.approx({"A": 0, "B": 0, "C": 1 / 3})
+    assert board["mean_accuracy"].to_dict() == pytest.approx(
+        {"A": 0.725, "B": 0.8, "C": (0.85 + 0.6) / 2}
+    )
+    assert board["failed_datasets"].to_dict() == {"A": 0, "B": 0, "C": 1}
+    note = board.attrs["note"]
+    assert "3 of 3 datasets" in note and "takes A's result" in note and "B = 1000" in note
+    with pytest.raises(BadOption, match="--impute-with Z: no results for that model"):
+        leaderboard(results, impute_with="Z")
+    with pytest.raises(BadOption, match="--elo-reference Z"):
+        leaderboard(results, elo_reference="Z")
+
+
+def test_a_model_that_failed_everywhere_leaves_no_common_task(results) -> None:
     failed = pd.DataFrame([row(d, "Z", f, None) for d in KINDS for f in (0, 1)])
-    board = leaderboard(pd.concat([results, failed])).set_index("model")
-    assert board.index[-1] == "Z"
-    # last on d1 and d3 (4), tied last with C on d2 (3.5)
-    assert board.loc["Z", "mean_rank"] == pytest.approx((4 + 3.5 + 4) / 3)
-    assert board.loc["Z", "wins"] == 0
-    assert board.loc["Z", "datasets_completed"] == 0
-    assert board.loc["Z", "failures"] == 6
-    assert board.loc["Z", "mean_normalized_score"] == 0.0
+    both = pd.concat([results, failed])
+    board = leaderboard(both).set_index("model")
+    assert board["datasets"].tolist() == [0, 0, 0, 0]
+    assert board.loc["Z", "failed_datasets"] == 3 and board.loc["Z", "failed_folds"] == 6
+    # Imputed with B, Z has B's results everywhere: it ties B on every dataset.
+    board = leaderboard(both, impute_with="B").set_index("model")
+    assert board.loc["Z", "imputed"] == 1.0
+    assert board.loc["Z", "elo"] == pytest.approx(board.loc["B", "elo"])
+    assert board.loc["Z", "mean_rank"] == pytest.approx(board.loc["B", "mean_rank"])
+
+
+def test_default_metric_follows_tabarena_and_falls_back_when_missing() -> None:
+    rows = []
+    for dataset, kind, n_classes in (
+        ("bin", "classification", 2),
+        ("multi", "classification", 3),
+        ("reg", "regression", 0),
+        ("old", "classification", None),  # a file without n_classes
+        ("noproba", "classification", 2),  # a model without probabilities
+    ):
+        for model in ("A", "B"):
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "task_kind": kind,
+                    "fold": 0,
+                    "model": model,
+                    "status": "ok",
+                    "n_classes": n_classes,
+                    "accuracy": 0.9,
+                    "roc_auc": np.nan if (dataset, model) == ("noproba", "B") else 0.95,
+                    "log_loss": 0.3,
+                    "rmse": 1.5,
+                    "r2": 0.5,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    assert dataset_metrics(frame).to_dict() == {
+        "bin": "roc_auc",
+        "multi": "log_loss",
+        "noproba": "accuracy",
+        "old": "accuracy",
+        "reg": "rmse",
+    }
+    assert set(dataset_metrics(frame, "accuracy")) == {"accuracy"}
+    tasks = task_set(frame)
+    # TabArena's errors: 1 - AUC, log loss, RMSE, 1 - accuracy.
+    assert tasks.errors["A"].to_dict() == pytest.approx(
+        {"bin": 0.05, "multi": 0.3, "noproba": 0.1, "old": 0.1, "reg": 1.5}
+    )

@@ -51,30 +51,50 @@ HAND = {
 
 
 def test_ranks_win_rates_and_table_match_a_hand_computation():
+    # No random-forest in the results: the common tasks, d1 and d2 (b failed on d3).
+    # Errors (1 - accuracy): d1 a .1 b .2 c .3; d2 a .2 b .2 c .1.
     (result,) = compare(rows_from(HAND, "classification", "accuracy"))
-    assert result.metric == "accuracy" and result.n_datasets == 3
+    assert result.metric == "accuracy" and result.n_datasets == 2
+    assert result.tasks.left_out == {"d3": "no fold where every model has a result"}
     table = result.table.set_index("model")
-    assert list(result.table["model"]) == ["a", "c", "b"]
+    assert list(result.table["model"]) == ["a", "c", "b"]  # by Elo: battles won 2.5, 2, 1.5
     assert list(result.table.columns[:2]) == ["rank", "model"]
-    # Ranks by hand: a 1, 2.5, 1; b 2, 2.5, 3 (failed = last); c 3, 1, 2.
-    assert table["mean_rank"].to_dict() == pytest.approx({"a": 1.5, "b": 2.5, "c": 2.0})
+    # Ranks by hand: a 1, 2.5; b 2, 2.5; c 3, 1.
+    assert table["mean_rank"].to_dict() == pytest.approx({"a": 1.75, "b": 2.25, "c": 2.0})
     assert result.ranks.loc["d2"].to_dict() == {"a": 2.5, "c": 1.0, "b": 2.5}
-    # Mean metric over completed datasets only.
-    assert table["mean_metric"].to_dict() == pytest.approx({"a": 0.8, "b": 0.8, "c": 2.2 / 3})
-    # Normalized: d1 a 1 b .5 c 0; d2 a 0 b 0 c 1; d3 a 1 c 0 b 0 (missing).
+    # Every mean is over the same two datasets.
+    assert table["mean_metric"].to_dict() == pytest.approx({"a": 0.85, "b": 0.8, "c": 0.8})
+    assert table["mean_accuracy"].to_dict() == pytest.approx({"a": 0.85, "b": 0.8, "c": 0.8})
+    # Normalized: d1 a 1 b .5 c 0; d2 a 0 b 0 c 1.
     assert table["mean_normalized_score"].to_dict() == pytest.approx(
-        {"a": 2 / 3, "b": 1 / 6, "c": 1 / 3}
+        {"a": 0.5, "b": 0.25, "c": 0.5}
     )
-    assert table["wins"].to_dict() == {"a": 2, "b": 0, "c": 1}
-    assert table["datasets_completed"].to_dict() == {"a": 3, "b": 2, "c": 3}
-    assert table["failures"].to_dict() == {"a": 0, "b": 1, "c": 0}
-    # Win rates by hand, ties count half, a missing model loses.
+    assert table["wins"].to_dict() == {"a": 1, "b": 0, "c": 1}
+    assert table["failed_datasets"].to_dict() == {"a": 0, "b": 1, "c": 0}
+    assert table["failed_folds"].to_dict() == {"a": 0, "b": 1, "c": 0}
+    assert table["win_rate"].to_dict() == pytest.approx({"a": 2.5 / 4, "b": 1.5 / 4, "c": 0.5})
+    # Win-rate matrix by hand, ties count half.
     rate = result.win_rate
-    assert rate.loc["a", "b"] == pytest.approx(2.5 / 3)
-    assert rate.loc["b", "a"] == pytest.approx(0.5 / 3)
-    assert rate.loc["a", "c"] == pytest.approx(2 / 3)
-    assert rate.loc["c", "b"] == pytest.approx(2 / 3)
+    assert rate.loc["a", "b"] == pytest.approx(0.75)
+    assert rate.loc["b", "a"] == pytest.approx(0.25)
+    assert rate.loc["a", "c"] == pytest.approx(0.5)
+    assert rate.loc["c", "b"] == pytest.approx(0.5)
     assert np.isnan(rate.loc["a", "a"])
+    assert (result.wilcoxon["n"] == 2).all()  # the tests see the same two datasets
+
+
+def test_imputing_a_failure_with_a_named_model():
+    # b's failed d3 takes c's result (0.6): three datasets, b's share imputed 1/3.
+    (result,) = compare(rows_from(HAND, "classification", "accuracy"), impute_with="c")
+    table = result.table.set_index("model")
+    assert result.n_datasets == 3 and result.tasks.impute_with == "c"
+    assert table["imputed"].to_dict() == pytest.approx({"a": 0, "b": 1 / 3, "c": 0})
+    assert table["mean_metric"].to_dict() == pytest.approx(
+        {"a": 0.8, "b": (0.8 + 0.8 + 0.6) / 3, "c": (0.7 + 0.9 + 0.6) / 3}
+    )
+    assert "takes c's result" in result.note
+    with pytest.raises(BadOption, match="--impute-with zzz: no results for that model"):
+        compare(rows_from(HAND, "classification", "accuracy"), impute_with="zzz")
 
 
 def test_lower_is_better_metric_ranks_the_smallest_first():
@@ -170,7 +190,7 @@ def test_metric_choice_respects_kinds():
             rows_from({"r1": {"a": 0.5, "b": 0.6}}, "regression", "r2"),
         ]
     )
-    assert resolve_metric(mixed, None) == {"classification": "accuracy", "regression": "r2"}
+    assert resolve_metric(mixed, None) == {"classification": None, "regression": None}
     assert resolve_metric(mixed, "rmse") == {"regression": "rmse"}
     classification = rows_from(random_scores(3, ["a", "b"]), "classification", "accuracy")
     with pytest.raises(BadOption, match="rmse is a regression metric"):
