@@ -34,6 +34,9 @@ COLUMNS: tuple[str, ...] = (
     *ALL_METRICS,
     "params",
     "inner_cv_score",
+    # Tasks with known relevant features (the features suite), models that expose features: see
+    # rfmbench.features (1 = all of the learned feature matrix where the truth is).
+    "feature_recovery",
     "n_candidates",
     "n_failed_candidates",
     "fit_seconds",

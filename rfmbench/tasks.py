@@ -10,6 +10,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from rfmbench.errors import BadOption
+from rfmbench.features import FeatureTruth
 
 TaskKind = Literal["classification", "regression"]
 
@@ -44,6 +45,9 @@ class Task:
     selection : Split or None
         A fixed train/validation split for choosing hyperparameters, where the data defines one
         (the UCI collection's ``conxuntos.dat``; used by ``--protocol paper``). ``fold`` is -1.
+    truth : FeatureTruth or None
+        Which features the target depends on, for generated tasks that know it (the ``features``
+        suite); results then score how well each model recovers them.
     """
 
     name: str
@@ -54,6 +58,7 @@ class Task:
     splits: tuple[Split, ...]
     source: str
     selection: Split | None = None
+    truth: FeatureTruth | None = None
 
     @property
     def n_classes(self) -> int:

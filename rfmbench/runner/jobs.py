@@ -16,6 +16,7 @@ import torch
 
 from rfmbench import __version__
 from rfmbench.errors import UnknownName, one_line
+from rfmbench.features import feature_scores
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.runner.protocols import DefaultProtocol, Protocol, job_seed
@@ -164,6 +165,7 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
 
     return {
         **metrics,
+        **feature_scores(model, task.truth, _raw_scales(task, split.train)),
         "error": "",
         "params": json.dumps(params, sort_keys=True),
         "inner_cv_score": tuning.best_score,
@@ -176,6 +178,14 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         "tuning_reused": reused,
         **({SHARED_TUNING: tuning} if config.protocol.shares_tuning and not reused else {}),
     }
+
+
+def _raw_scales(task: Task, train: np.ndarray) -> np.ndarray:
+    """What preprocessing divides each raw numeric column by (its training rows' deviation)."""
+    if task.truth is None or task.truth.basis is None:
+        return np.ones(0)
+    scales = task.X.iloc[train].to_numpy(dtype=np.float64).std(axis=0)
+    return np.where(scales > 0, scales, 1.0)  # as StandardScaler: a constant column stays
 
 
 def _reset_peak_memory(device: str) -> float:

@@ -30,6 +30,8 @@ def get_loader(source: str) -> Loader:
         from rfmbench.sources.uci121 import load
     elif source == "local":
         from rfmbench.sources.local import load
+    elif source == "features":
+        from rfmbench.sources.features import load
     else:
-        raise unknown("source", source, ["embedded", "openml", "uci121", "local"])
+        raise unknown("source", source, ["embedded", "openml", "uci121", "local", "features"])
     return load
