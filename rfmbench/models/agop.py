@@ -62,6 +62,7 @@ def agop(
     diag: bool = False,
     center_grads: bool = False,
     block_rows: int | None = None,
+    form: str = "auto",
 ) -> torch.Tensor:
     """AGOP of ``f(x) = sum_j coef[j] K(x, X[j])`` over the sample rows of ``X``, in closed form.
 
@@ -90,6 +91,19 @@ def agop(
         product (xRFM subtracts one mean over all outputs and sample rows of each of its batches).
     block_rows : int, optional
         Sample rows per block (None: all at once). Memory: see `agop_bytes_per_row`.
+    form : {"auto", "per-output", "gram"}
+        How the radial kernels' sum is arranged (both exact; product_laplace has only the first).
+        ``per-output`` forms each output's gradients, ``s n d c`` multiply-adds. ``gram`` never
+        forms them: with ``a = W coef`` and ``b_ic = sum_j W_ij coef_jc x_j``,
+
+            sum_c sum_i g g^T = X_s^T diag(|a_i|^2) X_s - X_s^T C - C^T X_s
+                                + X^T ((W^T W) o (coef coef^T)) X,      C = (W o (a coef^T)) X,
+
+        (before M on both sides), ``s n^2 + n^2 (c + d) + s n (c + d)`` multiply-adds and one more
+        ``n x n`` matrix: far less with many outputs (the grokking tasks' 61). ``auto`` takes it when
+        ``n + c + d < 8 c d`` (the per-output form's thin products run at about a quarter of the
+        rate of the gram form's one square product: ``benchmarks/agop.py``) and its two ``n x n``
+        matrices take at most 512 MiB.
 
     Returns
     -------
@@ -108,6 +122,16 @@ def agop(
         S = psd_power(M, 0.5)
     XS = _apply(X, S) if kernel == "product_laplace" else X
 
+    if form not in ("auto", "per-output", "gram"):
+        raise ValueError(f"form must be auto, per-output or gram, got {form!r}")
+    gram_bytes = 2 * n * n * X.element_size()
+    if kernel != "product_laplace" and (
+        form == "gram"
+        or (form == "auto" and n + n_outputs + d < 8 * n_outputs * d and gram_bytes <= 2**29)
+    ):
+        return _gram_agop(
+            kernel, X, coef, M, sample, K_rows, bandwidth, exponent, diag, center_grads, block_rows
+        )
     G = torch.zeros((d,) if diag else (d, d), dtype=X.dtype, device=X.device)
     grad_sums = torch.zeros(n_outputs, d, dtype=X.dtype, device=X.device) if center_grads else None
     blocks = row_blocks(s, block_rows)
@@ -140,6 +164,54 @@ def agop(
         means = grad_sums / s
         G -= means.square().sum(dim=0) if diag else means.mT @ means
     return G
+
+
+def _gram_agop(
+    kernel, X, coef, M, sample, K_rows, bandwidth, exponent, diag, center_grads, block_rows
+):
+    """The ``gram`` form of `agop` for the radial kernels (see its ``form``)."""
+    n, d = X.shape
+    s = sample.shape[0]
+    H = torch.zeros(n, n, dtype=X.dtype, device=X.device)  # sum over blocks of W^T W
+    inner = torch.zeros(d, d, dtype=X.dtype, device=X.device)  # the terms in x_i
+    grad_sums = torch.zeros(coef.shape[1], d, dtype=X.dtype, device=X.device)
+    alpha = None
+    blocks = row_blocks(s, block_rows)
+    logger.debug(
+        "AGOP (gram form) of %d outputs over %d samples in %d blocks", coef.shape[1], s, len(blocks)
+    )
+    for rows in blocks:
+        idx = sample[rows]
+        if K_rows is not None:
+            K_block = K_rows[rows]
+        else:
+            K_block = kernel_matrix(kernel, X[idx], X, M, bandwidth=bandwidth, exponent=exponent)
+        W, scale = _radial_weights(kernel, K_block, bandwidth, exponent)
+        if W is not K_block:
+            W[torch.arange(len(idx), device=X.device), idx] = 0.0  # the self pair: no gradient
+        alpha = coef * scale
+        A = W @ alpha  # (b, c)
+        X_b = X[idx]
+        C = (W * (A @ alpha.mT)) @ X  # (b, d): sum_c a_ic b_ic
+        inner += (X_b * A.square().sum(dim=1, keepdim=True)).mT @ X_b
+        cross = X_b.mT @ C
+        inner -= cross + cross.mT
+        H.addmm_(W.mT, W)
+        if center_grads:  # sum_i g_ic = sum_i x_i a_ic - sum_j (sum_i W_ij) alpha_jc x_j
+            grad_sums += A.mT @ X_b - (W.sum(dim=0)[:, None] * alpha).mT @ X
+        del K_block, W, A, C
+    for rows in row_blocks(n, block_rows):  # H o (alpha alpha^T), a block of rows at a time
+        H[rows] *= alpha[rows] @ alpha.mT
+    G = inner + X.mT @ (H @ X)
+    del H
+    if M is not None:
+        G = _apply(_apply(G, M).mT, M)  # M G M (M symmetric, or a diagonal vector)
+        grad_sums = _apply(grad_sums, M)
+    G /= s
+    if center_grads:
+        means = grad_sums / s
+        G -= means.mT @ means
+    return torch.diagonal(G).clone() if diag else G
 
 
 def _radial_weights(kernel, K_block, bandwidth, exponent):

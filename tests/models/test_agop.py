@@ -63,19 +63,18 @@ def _metric(kind, d, gen):
     return A @ A.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
 
 
+RADIAL = [("laplace", 1.0), ("laplace", 1.3), ("gaussian", 1.0)]
+PRODUCT = [("product_laplace", 1.0), ("product_laplace", 1.2)]
+
+
 @pytest.mark.parametrize(
-    ("kernel", "exponent"),
-    [
-        ("laplace", 1.0),
-        ("laplace", 1.3),
-        ("gaussian", 1.0),
-        ("product_laplace", 1.0),
-        ("product_laplace", 1.2),
-    ],
+    ("kernel", "exponent", "form"),
+    [(k, p, form) for k, p in RADIAL for form in ("per-output", "gram")]
+    + [(k, p, "per-output") for k, p in PRODUCT],  # product_laplace has that form only
 )
 @pytest.mark.parametrize("metric", ["identity", "full", "diag"])
 @pytest.mark.parametrize("n_outputs", [1, 3])
-def test_agop_matches_autograd(kernel, exponent, metric, n_outputs, caplog):
+def test_agop_matches_autograd(kernel, exponent, form, metric, n_outputs, caplog):
     gen = torch.Generator().manual_seed(n_outputs * 7 + len(metric))
     n, d, bandwidth = 40, 5, 2.5
     X = torch.randn(n, d, generator=gen, dtype=torch.float64)
@@ -95,10 +94,12 @@ def test_agop_matches_autograd(kernel, exponent, metric, n_outputs, caplog):
                 K_rows=K_rows,
                 center_grads=center,
                 block_rows=7,
+                form=form,
             )
             G = agop(kernel, X, coef, M, **kwargs)
             G_diag = agop(kernel, X, coef, M, diag=True, **kwargs)
         assert "in 4 blocks" in caplog.text  # 25 samples in blocks of 7: the blocked path ran
+        assert ("gram form" in caplog.text) == (form == "gram")
         np.testing.assert_allclose(
             G.numpy(), expected.numpy(), rtol=1e-5, atol=1e-12 * expected.abs().max().item()
         )
