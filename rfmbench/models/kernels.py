@@ -244,3 +244,24 @@ def kernel_matrix(
             X, Z, M, bandwidth=bandwidth, exponent=exponent, block_rows=block_rows, out=out
         )
     raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+
+
+def kernel_rows(
+    kernel: str,
+    X: torch.Tensor,
+    rows: slice,
+    M: torch.Tensor | None = None,
+    *,
+    bandwidth: float,
+    exponent: float = 1.0,
+) -> torch.Tensor:
+    """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``, without the rest.
+
+    The self pairs are set to the kernel's value at distance 0 (exactly 1 for every kernel here), as
+    `kernel_matrix` makes them when ``X is Z``: the expansion ``|x|^2 + |z|^2 - 2 x.z`` leaves a
+    rounding residue there, which the Laplace kernel's square root would amplify to ``sqrt(eps)``.
+    Used by the blocked products of the iterative solver and of the residual check.
+    """
+    block = kernel_matrix(kernel, X[rows], X, M, bandwidth=bandwidth, exponent=exponent)
+    block.diagonal(offset=rows.start).fill_(1.0)
+    return block
