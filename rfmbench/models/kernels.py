@@ -257,11 +257,27 @@ def kernel_rows(
 ) -> torch.Tensor:
     """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``, without the rest.
 
-    The self pairs are set to the kernel's value at distance 0 (exactly 1 for every kernel here), as
-    `kernel_matrix` makes them when ``X is Z``: the expansion ``|x|^2 + |z|^2 - 2 x.z`` leaves a
-    rounding residue there, which the Laplace kernel's square root would amplify to ``sqrt(eps)``.
-    Used by the blocked products of the iterative solver and of the residual check.
+    The same arithmetic as `kernel_matrix` with ``X is Z`` (the norms ride along in the product, the
+    self pairs are exactly 0 apart), so the values agree with the full matrix's to the rounding of
+    one matrix product: what the residual check of a factored matrix and the matrix-free products of
+    the iterative solver need. Temporaries: ``O(n d)`` and the block.
     """
-    block = kernel_matrix(kernel, X[rows], X, M, bandwidth=bandwidth, exponent=exponent)
-    block.diagonal(offset=rows.start).fill_(1.0)
-    return block
+    if kernel == "product_laplace":
+        block = kernel_matrix(kernel, X[rows], X, M, bandwidth=bandwidth, exponent=exponent)
+        block.diagonal(offset=rows.start).fill_(1.0)
+        return block
+    _check(X, X, M)
+    Xc = X - X.mean(dim=0, keepdim=True)
+    XcM = _apply(Xc, M)
+    norms = (XcM * Xc).sum(dim=1, keepdim=True)
+    ones = torch.ones_like(norms)
+    left = torch.cat([Xc[rows], ones[rows], norms[rows]], dim=1)
+    block = left @ torch.cat([-2.0 * XcM, norms, ones], dim=1).mT
+    block.clamp_(min=0).diagonal(offset=rows.start).zero_()
+    if kernel == "gaussian":
+        return block.mul_(-0.5 / bandwidth**2).exp_()
+    if exponent == 1.0:
+        block.sqrt_()
+    else:
+        block.pow_(exponent / 2)
+    return block.mul_(-1.0 / bandwidth).exp_()

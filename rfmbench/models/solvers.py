@@ -4,8 +4,9 @@ Two paths, both returning a `Solve` that says how the coefficients were obtained
 solve the system:
 
 - `exact_solve`: Cholesky of the ``n x n`` matrix (jitter and least-squares fallbacks in
-  `solve_kernel_system`), then a **residual check** against the kernel recomputed in float64, in
-  blocks: ``||Y - (K + reg I) alpha|| / ||Y||`` (Frobenius norms). Above `RESIDUAL_TOL` the
+  `solve_kernel_system`), then a **residual check**: ``||Y - (K + reg I) alpha|| / ||Y||``
+  (Frobenius norms), the kernel recomputed in blocks with the factored matrix's own arithmetic
+  (`rfmbench.models.kernels.kernel_rows`), the products summed in float64. Above `RESIDUAL_TOL` the
   coefficients are repaired: up to two steps of iterative refinement (the residual in float64, the
   correction from the Cholesky factor already at hand), and if that is still not enough, a float64
   solve with the kernel rebuilt in float64 (when it fits in memory). Why: a float32 Cholesky of a
@@ -114,10 +115,9 @@ class Solve:
 
 
 def relative_residual(system: KernelSystem, coef: torch.Tensor, Y: torch.Tensor) -> float:
-    """``||Y - (K + reg I) coef||_F / ||Y||_F`` with the kernel and the sums in float64."""
-    ref = system.to(torch.float64)
+    """``||Y - (K + reg I) coef||_F / ||Y||_F``, the kernel in its dtype, the sums in float64."""
     Y64 = Y.to(torch.float64)
-    R = Y64 - ref.matmul(coef.to(torch.float64))
+    R = Y64 - system.matmul(coef.to(torch.float64))
     return float(R.norm() / Y64.norm().clamp(min=torch.finfo(torch.float64).tiny))
 
 
@@ -141,10 +141,9 @@ def exact_solve(
         on_matrix(K)
     alpha, method, factor = _factor_solve(K, Y, system.reg, rebuild=system.matrix)
     del K  # overwritten by its Cholesky factor, or restored: the factor is what is kept
-    ref = system.to(torch.float64)
     Y64 = Y.to(torch.float64)
     y_norm = float(Y64.norm().clamp(min=torch.finfo(torch.float64).tiny))
-    R = Y64 - ref.matmul(alpha.to(torch.float64))
+    R = Y64 - system.matmul(alpha.to(torch.float64))
     residual = float(R.norm()) / y_norm
     if residual <= tol:
         return Solve(alpha, method, residual)
@@ -153,7 +152,7 @@ def exact_solve(
         a = alpha.to(torch.float64)
         for _ in range(REFINE_STEPS):
             a += _cholesky_apply(factor, R.to(factor.dtype)).to(torch.float64)
-            R = Y64 - ref.matmul(a)
+            R = Y64 - system.matmul(a)
             residual = float(R.norm()) / y_norm
             if residual <= tol:
                 break
@@ -161,6 +160,7 @@ def exact_solve(
             alpha, method = a, f"{method}+refined"
     del factor
     if residual > tol and system.X.dtype != torch.float64 and fits(8.0 * system.n**2):
+        ref = system.to(torch.float64)
         K64 = ref.matrix()
         a64, method64, _ = _factor_solve(K64, Y64, system.reg, rebuild=ref.matrix)
         del K64
