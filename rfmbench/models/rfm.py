@@ -11,6 +11,12 @@ The algorithm (Radhakrishnan et al., Science 2024; the authors' package is ``xrf
    validation score.
 
 Classification is regression on one-hot labels; the predicted class is the argmax.
+
+At scale (see ``solver``, ``max_leaf_size`` and ``memory_gb``): a memory plan (`memory`) decides
+before any allocation whether the exact solve fits; beyond ``max_leaf_size`` rows the fit is
+partitioned into a tree of leaf RFMs (`partition`); a system too large to factor is solved by
+Nystrom-preconditioned conjugate gradients (`solvers.pcg_solve`). Every exact solve is
+residual-checked (`solvers.exact_solve`).
 """
 
 from __future__ import annotations
@@ -484,6 +490,26 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         cross-validation has chosen ``iters``.
     row_norm : bool, default=False
         Scale each row to unit l2 norm first (the paper's protocol on the UCI collection).
+    solver : {"auto", "cholesky", "pcg"}, default="auto"
+        How each kernel system is solved (`rfmbench.models.solvers`). ``cholesky``: exact and
+        residual-checked (repaired by refinement or a float64 solve when the float32 one is
+        unsound). ``pcg``: Nystrom-preconditioned conjugate gradients with matrix-free blocked
+        kernel products, warm-started from the previous iteration's coefficients, to a relative
+        residual of 1e-3. ``auto``: ``cholesky`` when its memory (``n^2 itemsize`` + blocks) fits
+        the memory plan, else ``pcg``. Forcing ``cholesky`` beyond the plan raises ``MemoryError``
+        naming the GiB needed.
+    max_leaf_size : int, "auto" or None, default="auto"
+        Partitioned RFM (`rfmbench.models.partition`, xRFM's tree): with more training rows than
+        this, the rows are split at the median of their projection on the top AGOP eigenvector of
+        a kernel ridge fit on a subsample, recursively, and one RFM is fitted per leaf (each with
+        its own validation split). ``auto``: the most rows an exact fit holds in the memory plan,
+        at most `AUTO_LEAF_ROWS` of the device (a time target: 5,000 on the CPU, 60,000 on CUDA).
+        ``None``: never partition.
+    memory_gb : float or None, default=None
+        The memory plan's budget in GiB (`rfmbench.models.memory`); None: 80% of what the device
+        has available when ``fit`` starts (MemAvailable on the CPU, free memory on CUDA).
+    nystrom_rank : int, default=1000
+        Landmark rows of the ``pcg`` preconditioner (memory ``n * nystrom_rank * itemsize``).
     block_memory_mb : float, default=512
         Memory budget beyond the kernel matrix. Half of it bounds the blocked temporaries (AGOP
         blocks, see `rfmbench.models.agop.agop_bytes_per_row`; kernel rows at prediction); the
@@ -506,14 +532,29 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
     feature_importances_ : ndarray of shape (n_features,)
         ``diag(M_)`` normalised to sum to 1.
     best_iter_ : int
-        The selected iteration (0 = ``M = I``).
+        The selected iteration (0 = ``M = I``); partitioned: the median over the leaves (what
+        the benchmark's refit runs on every leaf).
     val_scores_ : list of float
         Validation score of each iteration run, higher is better: the negative mean squared error
-        (NaN when there is no validation data, i.e. ``iters=0`` without ``X_val``).
+        (NaN when there is no validation data, i.e. ``iters=0`` without ``X_val``); partitioned:
+        one such list per leaf.
     solve_methods_ : list of str
         How each iteration's linear system was solved (``cholesky``, ``cholesky+jitter=...``,
-        ``lstsq``).
-    dual_coef_ : ndarray of shape (n_train, n_outputs)
+        ``lstsq``, ``+refined`` / ``cholesky-float64`` when the residual check repaired it,
+        ``pcg``); leaf after leaf when partitioned.
+    solve_residuals_ : list of float
+        The relative residual ``||Y - (K + reg I) alpha|| / ||Y||`` of each solve, as
+        ``solve_methods_``.
+    solver_path_ : str
+        What ran, for a results row: ``exact``, ``exact+repaired``, ``pcg(steps=N)``, or
+        ``partitioned(leaves=L; ...)``.
+    tree_ : partition.Node or None
+        The partition (None: one RFM on all rows).
+    leaf_sizes_, leaf_M_ : list
+        Training rows and metric of each leaf (one entry unless partitioned). ``M_`` is the
+        average of ``leaf_M_`` weighted by leaf size, ``feature_importances_`` its diagonal.
+    memory_plan_ : memory.MemoryPlan
+    dual_coef_ : ndarray of shape (n_train, n_outputs), or a list of them (one per leaf)
         The selected coefficients.
     fit_timings_ : dict
         Seconds spent in kernel matrices, solves, validation predictions and AGOPs.
