@@ -259,7 +259,8 @@ def kernel_rows(
 
     The same arithmetic as `kernel_matrix` with ``X is Z`` (the norms ride along in the product, the
     self pairs are exactly 0 apart), so the values agree with the full matrix's to the rounding of
-    one matrix product: what the residual check of a factored matrix and the matrix-free products of
+    one matrix product (lifted to ``sqrt(eps)`` by the Laplace kernel's square root between
+    duplicated rows): what the residual check of a factored matrix and the matrix-free products of
     the iterative solver need. Temporaries: ``O(n d)`` and the block.
     """
     if kernel == "product_laplace":

@@ -241,6 +241,8 @@ class _BaseRFM(BaseEstimator):
         # solve (when they fit; otherwise the AGOP recomputes them block by block).
         s = n if sample is None else sample.shape[0]
         keep_rows = path == "cholesky" and s * n * itemsize <= budget / 2
+        # With every row in the sample, the kept rows are a copy of K: the residual check reads
+        # it instead of recomputing the kernel (kept at the last iteration too, for that).
         agop_rows = block_rows_for(
             budget / 2, agop_bytes_per_row(self.kernel, n, d, Y_tr.shape[1], itemsize), s
         )
@@ -256,8 +258,10 @@ class _BaseRFM(BaseEstimator):
                 self.kernel, X_tr, M, self.bandwidth, self.exponent, self.reg, budget / 2
             )
             kept = {"built": t0, "rows": None}
-            keep = keep_rows and it < self.iters
-            on_matrix = functools.partial(_keep_rows, kept=kept, sample=sample, keep=keep)
+            keep = keep_rows and (it < self.iters or sample is None)
+            on_matrix = functools.partial(
+                _keep_rows, kept=kept, sample=sample, keep=keep, system=system
+            )
             if path == "cholesky":
                 sol = exact_solve(system, Y_tr, fits=self._fits_more, on_matrix=on_matrix)
             else:
@@ -265,7 +269,8 @@ class _BaseRFM(BaseEstimator):
                     system, Y_tr, x0=coef, rank=self.nystrom_rank, generator=nystrom_gen
                 )
             t2 = time.perf_counter()
-            coef, K_rows = sol.coef, kept["rows"]
+            coef, K_rows = sol.coef, kept["rows"] if it < self.iters else None
+            system.cached = None
             methods.append(sol.method)
             residuals.append(sol.residual)
             steps.append(sol.steps)
@@ -429,11 +434,13 @@ class _BaseRFM(BaseEstimator):
         return out
 
 
-def _keep_rows(K, *, kept, sample, keep):
+def _keep_rows(K, *, kept, sample, keep, system):
     """`exact_solve`'s look at the kernel matrix: when built, and the AGOP sample's rows."""
     kept["built"] = time.perf_counter()
     if keep:
         kept["rows"] = K.clone() if sample is None else K[sample]
+        if sample is None:
+            system.cached = kept["rows"]
 
 
 def _describe_path(leaves: list[_Leaf]) -> str:

@@ -63,6 +63,9 @@ class KernelSystem:
     exponent: float
     reg: float
     block_bytes: float = 256 * 2**20
+    # A copy of the full matrix K when the caller keeps one anyway (the AGOP reuses it): the
+    # blocked products then read it instead of recomputing the kernel.
+    cached: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -71,7 +74,7 @@ class KernelSystem:
     def to(self, dtype: torch.dtype) -> KernelSystem:
         """The same system with ``X`` and ``M`` in ``dtype`` (float64: the exact reference)."""
         M = None if self.M is None else self.M.to(dtype)
-        return replace(self, X=self.X.to(dtype), M=M)
+        return replace(self, X=self.X.to(dtype), M=M, cached=None)
 
     def matrix(self) -> torch.Tensor:
         """``K(X, X)`` as a full ``n x n`` matrix (no ridge)."""
@@ -80,6 +83,8 @@ class KernelSystem:
         )
 
     def rows(self, rows: slice) -> torch.Tensor:
+        if self.cached is not None:
+            return self.cached[rows]
         return kernel_rows(
             self.kernel, self.X, rows, self.M, bandwidth=self.bandwidth, exponent=self.exponent
         )
