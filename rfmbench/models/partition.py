@@ -103,14 +103,15 @@ def agop_direction(
     agop_samples: int,
     block_bytes: float,
     generator: torch.Generator,
+    fits: Callable[[float], bool] = lambda nbytes: True,
 ) -> torch.Tensor:
     """Top eigenvector of the AGOP of the kernel ridge predictor (``M = I``) fitted on ``(X, Y)``.
 
     The AGOP is taken over a random ``agop_samples`` of the rows. Its sign is fixed (largest
-    coordinate positive) so that a seed gives one tree.
+    coordinate positive) so that a seed gives one tree. ``fits``: as in `solvers.exact_solve`.
     """
     system = KernelSystem(kernel, X, None, bandwidth, exponent, reg, block_bytes)
-    coef = exact_solve(system, Y).coef.to(X.dtype)
+    coef = exact_solve(system, Y, fits=fits).coef.to(X.dtype)
     sample = None
     if agop_samples < X.shape[0]:
         sample = torch.randperm(X.shape[0], generator=generator)[:agop_samples].to(X.device)

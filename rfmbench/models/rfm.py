@@ -361,7 +361,7 @@ class _BaseRFM(BaseEstimator):
             return agop_direction(
                 self.kernel, X_all[pick], Y_all[pick], bandwidth=self.bandwidth,
                 exponent=self.exponent, reg=self.reg, agop_samples=self.agop_samples,
-                block_bytes=self._block_bytes() / 2, generator=gen,
+                block_bytes=self._block_bytes() / 2, generator=gen, fits=self._fits_more,
             )  # fmt: skip
 
         self.tree_, leaf_rows = build_tree(X_all, leaf_size, direction)
