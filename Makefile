@@ -48,6 +48,7 @@ bench:
 	$(BIN)/python benchmarks/paper_vs_xrfm.py --uci ../shared/datasets/uci121-sample
 	$(BIN)/python benchmarks/baselines.py
 	$(BIN)/python benchmarks/executors.py
+	$(BIN)/python benchmarks/rfm_scale.py
 
 clean:
 	rm -rf $(VENV) $(FLOORS) .pytest_cache .ruff_cache

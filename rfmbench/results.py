@@ -33,6 +33,9 @@ COLUMNS: tuple[str, ...] = (
     "error",
     *ALL_METRICS,
     "params",
+    # How the refit's kernel systems were solved (RFM, kernel ridge): exact, exact+repaired (the
+    # residual check refined or re-solved in float64), pcg(steps=N), partitioned(leaves=N; ...).
+    "solver",
     "inner_cv_score",
     # Tasks with known relevant features (the features suite), models that expose features: see
     # rfmbench.features (1 = all of the learned feature matrix where the truth is).

@@ -20,6 +20,10 @@ _KR_PARAMS = (
     "exponent",
     "reg",
     "row_norm",
+    "solver",
+    "max_leaf_size",
+    "memory_gb",
+    "nystrom_rank",
     "block_memory_mb",
     "dtype",
     "device",
@@ -38,7 +42,7 @@ class _KernelRidgeMixin:
     agop_samples = 1
     center_grads = False
     val_fraction = 0.2
-    random_state = None
+    random_state = 0  # seeds the partition's split subsamples and the Nystrom landmarks only
 
     _parameter_constraints: dict = {k: _BaseRFM._parameter_constraints[k] for k in _KR_PARAMS}
 
@@ -50,6 +54,10 @@ class _KernelRidgeMixin:
         exponent: float = 1.0,
         reg: float = 1e-3,
         row_norm: bool = False,
+        solver: str = "auto",
+        max_leaf_size: int | str | None = "auto",
+        memory_gb: float | None = None,
+        nystrom_rank: int = 1000,
         block_memory_mb: float = 512.0,
         dtype: str = "float32",
         device: str | torch.device = "auto",
@@ -59,13 +67,17 @@ class _KernelRidgeMixin:
         self.exponent = exponent
         self.reg = reg
         self.row_norm = row_norm
+        self.solver = solver
+        self.max_leaf_size = max_leaf_size
+        self.memory_gb = memory_gb
+        self.nystrom_rank = nystrom_rank
         self.block_memory_mb = block_memory_mb
         self.dtype = dtype
         self.device = device
 
 
 class KernelRidgeRegressor(_KernelRidgeMixin, RFMRegressor):
-    """Kernel ridge regression, ``(K + reg I) alpha = y`` solved by Cholesky.
+    """Kernel ridge regression, ``(K + reg I) alpha = y`` solved by Cholesky (or iteratively).
 
     `RFMRegressor` with ``iters=0`` (``M = I``); the parameters are its kernel, solve and device
     parameters (see there). ``fit(X, y, X_val=None, y_val=None)`` uses every row of ``X`` for the

@@ -244,3 +244,41 @@ def kernel_matrix(
             X, Z, M, bandwidth=bandwidth, exponent=exponent, block_rows=block_rows, out=out
         )
     raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+
+
+def kernel_rows(
+    kernel: str,
+    X: torch.Tensor,
+    rows: slice,
+    M: torch.Tensor | None = None,
+    *,
+    bandwidth: float,
+    exponent: float = 1.0,
+) -> torch.Tensor:
+    """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``, without the rest.
+
+    The same arithmetic as `kernel_matrix` with ``X is Z`` (the norms ride along in the product, the
+    self pairs are exactly 0 apart), so the values agree with the full matrix's to the rounding of
+    one matrix product (lifted to ``sqrt(eps)`` by the Laplace kernel's square root between
+    duplicated rows): what the residual check of a factored matrix and the matrix-free products of
+    the iterative solver need. Temporaries: ``O(n d)`` and the block.
+    """
+    if kernel == "product_laplace":
+        block = kernel_matrix(kernel, X[rows], X, M, bandwidth=bandwidth, exponent=exponent)
+        block.diagonal(offset=rows.start).fill_(1.0)
+        return block
+    _check(X, X, M)
+    Xc = X - X.mean(dim=0, keepdim=True)
+    XcM = _apply(Xc, M)
+    norms = (XcM * Xc).sum(dim=1, keepdim=True)
+    ones = torch.ones_like(norms)
+    left = torch.cat([Xc[rows], ones[rows], norms[rows]], dim=1)
+    block = left @ torch.cat([-2.0 * XcM, norms, ones], dim=1).mT
+    block.clamp_(min=0).diagonal(offset=rows.start).zero_()
+    if kernel == "gaussian":
+        return block.mul_(-0.5 / bandwidth**2).exp_()
+    if exponent == 1.0:
+        block.sqrt_()
+    else:
+        block.pow_(exponent / 2)
+    return block.mul_(-1.0 / bandwidth).exp_()

@@ -168,6 +168,7 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         **feature_scores(model, task.truth, _raw_scales(task, split.train)),
         "error": "",
         "params": json.dumps(params, sort_keys=True),
+        "solver": getattr(model, "solver_path_", ""),
         "inner_cv_score": tuning.best_score,
         "n_candidates": len(tuning.candidates),
         "n_failed_candidates": tuning.n_failed,

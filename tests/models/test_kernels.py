@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 
 from rfmbench.models.kernels import (
     kernel_matrix,
+    kernel_rows,
     mahalanobis_distances,
     psd_power,
     row_blocks,
@@ -100,3 +101,17 @@ def test_unknown_kernel_and_bad_metric_shape():
         kernel_matrix("cosine", X, X, bandwidth=1.0)
     with pytest.raises(ValueError, match="M must have shape"):
         kernel_matrix("laplace", X, X, torch.eye(3), bandwidth=1.0)
+
+
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian", "product_laplace"])
+def test_kernel_rows_are_rows_of_the_training_matrix(kernel):
+    X, _, M, _ = _data(7, n=50)
+    X = torch.tensor(np.vstack([X, X[:5]]))  # exact duplicates: distance 0 off the diagonal too
+    M = torch.tensor(M)
+    full = kernel_matrix(kernel, X, X, M, bandwidth=2.0, exponent=1.0)
+    for rows in row_blocks(55, 13):
+        block = kernel_rows(kernel, X, rows, M, bandwidth=2.0, exponent=1.0)
+        # Equal up to the product's rounding; at distance ~0 the Laplace square root lifts it to
+        # sqrt(eps) ~ 1e-8 (the duplicates).
+        torch.testing.assert_close(block, full[rows], rtol=0, atol=1e-7)
+        assert torch.all(block.diagonal(offset=rows.start) == 1.0)

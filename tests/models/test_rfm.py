@@ -89,7 +89,7 @@ def test_cholesky_falls_back_on_a_singular_matrix(caplog):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(40, 3))
     X, y = np.vstack([X, X]), np.concatenate([np.sin(X[:, 0])] * 2)  # duplicated rows, reg = 0
-    with caplog.at_level(logging.INFO, logger="rfmbench.models.rfm"):
+    with caplog.at_level(logging.INFO, logger="rfmbench.models.solvers"):
         model = RFMRegressor(reg=0.0, iters=1, dtype="float64", device="cpu", random_state=0)
         model.fit(X, y, X[:10], y[:10])
     assert all(m.startswith("cholesky+jitter") for m in model.solve_methods_)
@@ -102,7 +102,7 @@ def test_least_squares_fallback_on_an_indefinite_matrix(caplog):
     A = vecs @ np.diag([2.0, 1.0, 0.5, 0.3, -0.4]) @ vecs.T
     K = torch.from_numpy(A.copy())
     Y = torch.ones(5, 2, dtype=torch.float64)
-    with caplog.at_level(logging.WARNING, logger="rfmbench.models.rfm"):
+    with caplog.at_level(logging.WARNING, logger="rfmbench.models.solvers"):
         alpha, method = solve_kernel_system(K, Y, reg=0.0)
     assert method == "lstsq" and "least-squares" in caplog.text
     np.testing.assert_allclose(alpha.numpy(), np.linalg.solve(A, Y.numpy()), rtol=1e-10)

@@ -1,0 +1,132 @@
+"""Every RFM path forced on small data: partition (tiny leaves), PCG (tiny memory), the plan's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rfmbench.models.kernel_ridge import KernelRidgeRegressor
+from rfmbench.models.memory import MemoryPlan, exact_bytes, max_exact_rows
+from rfmbench.models.partition import build_tree, route
+from rfmbench.models.rfm import RFMClassifier, RFMRegressor
+
+
+def _data(n, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, np.sin(2 * X[:, 0]) + X[:, 1] ** 2 + 0.05 * rng.normal(size=n)
+
+
+def test_tree_halves_until_the_leaf_size_and_routes_rows_to_their_leaf():
+    rng = np.random.default_rng(1)
+    X = torch.tensor(np.vstack([rng.normal(size=(90, 3)), np.zeros((40, 3))]))  # 40 duplicates
+    calls = []
+
+    def direction(idx):
+        calls.append(len(idx))
+        return torch.tensor([1.0, 0.5, 0.0], dtype=X.dtype) / 1.25**0.5
+
+    tree, leaves = build_tree(X, 20, direction)
+    sizes = [len(rows) for rows in leaves]
+    assert max(sizes) <= 20 and sum(sizes) == 130 and max(sizes) - min(sizes) <= 1
+    assert calls[0] == 130 and len(leaves) == 8
+    assert torch.equal(torch.cat(leaves).sort().values, torch.arange(130))
+    which = route(tree, X)
+    for k, rows in enumerate(leaves):  # training rows go back to their leaf (ties aside)
+        distinct = rows[rows < 90]
+        assert torch.all(which[distinct] == k)
+
+
+def test_partitioned_kernel_ridge_is_one_kernel_ridge_per_leaf():
+    X, y = _data(240)
+    X_test, _ = _data(60, seed=1)
+    kw = dict(bandwidth=3.0, reg=1e-2, dtype="float64", device="cpu")
+    model = KernelRidgeRegressor(max_leaf_size=70, **kw).fit(X, y)
+    assert model.solver_path_ == "partitioned(leaves=4; exact)"
+    assert model.leaf_sizes_ == [60, 60, 60, 60]
+    which = route(model.tree_, torch.tensor(X_test)).numpy()
+    direct = np.empty(len(X_test))
+    for k, leaf in enumerate(model._leaves):
+        rows = np.isin(X, leaf.centers.numpy()).all(axis=1)
+        single = KernelRidgeRegressor(max_leaf_size=None, **kw).fit(X[rows], y[rows])
+        direct[which == k] = single.predict(X_test[which == k])
+    np.testing.assert_allclose(model.predict(X_test), direct, rtol=1e-10, atol=1e-12)
+
+
+def test_partitioned_rfm_aggregates_the_leaf_metrics_and_learns():
+    X, y = _data(600, d=8)
+    X_test, y_test = _data(300, d=8, seed=2)
+    kw = dict(iters=2, bandwidth=5.0, device="cpu", random_state=0)
+    model = RFMRegressor(max_leaf_size=150, **kw).fit(X, y)
+    assert len(model.leaf_M_) == 4 and model.leaf_sizes_ == [150] * 4
+    np.testing.assert_allclose(model.M_, np.mean(model.leaf_M_, axis=0))
+    assert model.feature_importances_[:2].sum() > 0.6  # the two relevant features
+    assert len(model.solve_methods_) == len(model.solve_residuals_) == 4 * 3
+    mse = np.mean((model.predict(X_test) - y_test) ** 2)
+    assert mse < 0.5 * np.var(y_test)
+    again = RFMRegressor(max_leaf_size=150, **kw).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X_test), model.predict(X_test))
+
+
+def test_partitioned_classifier_with_a_leaf_missing_a_class():
+    X, _ = _data(300, d=3)
+    y = np.where(X[:, 0] > 1.0, "c", np.where(X[:, 1] > 0, "a", "b"))  # "c" sits in one corner
+    model = RFMClassifier(iters=1, max_leaf_size=80, device="cpu", random_state=0).fit(X, y)
+    assert model.solver_path_.startswith("partitioned(leaves=4")
+    assert np.mean(model.predict(X) == y) > 0.8
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_tiny_memory_budget_takes_the_iterative_path_and_matches_the_exact_one():
+    X, y = _data(400)
+    kw = dict(bandwidth=3.0, reg=1e-2, max_leaf_size=None, device="cpu")
+    exact = KernelRidgeRegressor(**kw).fit(X, y)
+    # 400 x 400 float32 is 0.6 MB: 0.4 MB cannot hold it, but holds the Nystrom factor of rank 50.
+    budget = 0.4 * 2**20 / 2**30
+    pcg = KernelRidgeRegressor(memory_gb=budget, nystrom_rank=50, block_memory_mb=0.05, **kw)
+    pcg.fit(X, y)
+    assert exact.solver_path_ == "exact" and pcg.solver_path_.startswith("pcg(steps=")
+    assert pcg.solve_residuals_[0] <= 1e-3
+    np.testing.assert_allclose(pcg.predict(X), exact.predict(X), atol=2e-3 * np.abs(y).max())
+
+
+def test_rfm_iterative_path_warm_starts_and_stays_close_to_exact():
+    X, y = _data(400, d=6)
+    X_test, y_test = _data(200, d=6, seed=3)
+    kw = dict(iters=2, bandwidth=5.0, max_leaf_size=None, device="cpu", random_state=0)
+    exact = RFMRegressor(**kw).fit(X, y)
+    pcg = RFMRegressor(solver="pcg", nystrom_rank=60, **kw).fit(X, y)
+    assert pcg.solve_methods_ == ["pcg"] * 3 and max(pcg.solve_residuals_) <= 1e-3
+    mse_exact = np.mean((exact.predict(X_test) - y_test) ** 2)
+    mse_pcg = np.mean((pcg.predict(X_test) - y_test) ** 2)
+    assert mse_pcg < 1.1 * mse_exact, (mse_pcg, mse_exact)
+
+
+def test_forcing_the_exact_path_beyond_memory_fails_with_one_line():
+    X, y = _data(400)
+    model = RFMRegressor(solver="cholesky", max_leaf_size=None, memory_gb=1e-4, device="cpu")
+    with pytest.raises(MemoryError) as info:
+        model.fit(X, y)
+    message = str(info.value)
+    assert "\n" not in message and "needs" in message and "GiB" in message
+    assert "solver='pcg'" in message and "max_leaf_size" in message
+
+
+def test_auto_leaf_size_follows_the_memory_plan():
+    X, y = _data(500)
+    # A budget that holds an exact fit of ~200 rows: auto partitions 500 rows into leaves <= that.
+    budget = exact_bytes(200, 5, 1, 4, 512 * 2**20) / 2**30
+    model = KernelRidgeRegressor(memory_gb=budget, device="cpu").fit(X, y)
+    rows = max_exact_rows(budget * 2**30, 5, 1, 4, 512 * 2**20)
+    assert 195 <= rows <= 200 and max(model.leaf_sizes_) <= rows
+    assert model.solver_path_.startswith("partitioned(leaves=4")
+    assert MemoryPlan.for_device("cpu", None).budget > 0
+
+
+def test_small_data_default_is_one_exact_fit():
+    X, y = _data(200)
+    model = RFMRegressor(iters=1, device="cpu", random_state=0).fit(X, y)
+    assert model.solver_path_ == "exact" and model.tree_ is None and model.leaf_sizes_ == [200]
