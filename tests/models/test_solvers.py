@@ -146,3 +146,29 @@ def test_pcg_converges_to_the_direct_solution(dtype):
         system, torch.tensor(Y, dtype=dtype), x0=torch.tensor(direct), tol=tol, generator=gen
     )
     assert warm.steps == 0 and warm.residual <= tol
+
+
+def test_duplicate_heavy_data_predicts_the_same_in_float32_and_float64():
+    """titanic (14 distinct rows of 2,201), one outer fold of the paper's, RFM with 2 iterations.
+
+    Before the residual check, float32 gave 73% against float64's 79% on such a fold with both
+    solves reporting a plain Cholesky; now the float32 solves are repaired and every prediction
+    agrees (tolerance: none; a single differing prediction would be 0.09 points).
+    """
+    from rfmbench.models.rfm import RFMClassifier
+    from rfmbench.preprocessing import prepare_fold
+    from rfmbench.sources.base import DatasetRef, LoadContext
+    from rfmbench.sources.uci121 import load
+
+    task = load(DatasetRef("titanic"), LoadContext(folds=4, data_dir=TITANIC.parents[1]))
+    split = task.splits[0]
+    fold = prepare_fold(task.X, task.y, (), task.kind, split.train, split.test, scale=False)
+    predictions, methods = {}, {}
+    for dtype in ("float32", "float64"):
+        model = RFMClassifier(
+            reg=1e-3, iters=2, agop_scale="none", val_fraction=0.0, dtype=dtype, device="cpu",
+            random_state=0, max_leaf_size=None,
+        ).fit(fold.X_train, fold.y_train)  # fmt: skip
+        predictions[dtype], methods[dtype] = model.predict(fold.X_test), model.solve_methods_
+    assert all(m != "cholesky" for m in methods["float32"]), methods  # the check caught each one
+    np.testing.assert_array_equal(predictions["float32"], predictions["float64"])
