@@ -142,11 +142,19 @@ def test_fetch_without_network_fails_fast(no_network_env: dict[str, str]) -> Non
     assert "cannot reach the OpenML server" in one_error_line(result.stderr)
 
 
-def test_unresolved_suite_without_network(no_network_env: dict[str, str]) -> None:
-    result = runner.invoke(app, ["datasets", "fetch", "--suite", "cc18"])
+def test_unresolved_suite_without_network(
+    no_network_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cc18 ships pinned (cc18.lock.toml), so an unpinned copy stands in for a suite not resolved yet.
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "unpinned.toml").write_text('source = "openml"\nopenml_suite = 99\n')
+    monkeypatch.setenv("RFMBENCH_SUITES_DIR", str(suites))
+    result = runner.invoke(app, ["datasets", "fetch", "--suite", "unpinned"])
     assert result.exit_code == 2
     assert "cannot reach the OpenML server" in one_error_line(result.stderr)
-    result = runner.invoke(app, ["datasets", "list", "--suite", "cc18"])
+    assert not (suites / "unpinned.lock.toml").exists()
+    result = runner.invoke(app, ["datasets", "list", "--suite", "unpinned"])
     assert result.exit_code == 2
     assert "not resolved yet" in one_error_line(result.stderr)
 
