@@ -16,6 +16,7 @@ MODELS: dict[str, ModelSpec] = {
         # Optional extras: listed always, usable once their packages are installed.
         gbdt.XGBOOST_SPEC,
         gbdt.LIGHTGBM_SPEC,
+        gbdt.CATBOOST_SPEC,
         xrfm_reference.SPEC,
     )
 }
