@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from rfmbench.models.mlp import SPEC, MLPClassifier, MLPRegressor
+from rfmbench.models.mlp import SPEC, MLPClassifier, MLPRegressor, refit_params
 
 # Few epochs and a larger step keep the ~50 checks per estimator fast; the checks' data are tiny.
 _CHECK_PARAMS = {"width": 16, "max_epochs": 25, "lr": 3e-2, "device": "cpu"}
@@ -177,3 +177,46 @@ def test_every_sampled_config_fits(kind):
     for params in ParameterSampler(SPEC.space, n_iter=8, random_state=0):
         model = SPEC.build(kind, {**params, "max_epochs": 2}, device="cpu", seed=0, n_jobs=1)
         assert model.fit(X, y).predict(X).shape == (40,)
+
+
+def test_search_space_is_grinsztajn_et_al_2022() -> None:
+    space = SPEC.space
+    assert space["depth"].support() == (1, 8)
+    assert min(space["width"]) == 16 and max(space["width"]) == 1024
+    assert space["lr"].support() == pytest.approx((1e-5, 1e-2))
+    assert set(space["lr_schedule"]) == {"cosine", "constant"}
+    assert space["batch_size"] == [256, 512, 1024]
+
+
+def test_cosine_schedule_does_not_depend_on_max_epochs() -> None:
+    short = MLPClassifier(lr=1e-2, max_epochs=10, schedule_epochs=100)
+    long = MLPClassifier(lr=1e-2, max_epochs=200, schedule_epochs=100)
+    rates = [short._epoch_lr(e) for e in range(1, 11)]
+    assert rates == [long._epoch_lr(e) for e in range(1, 11)]
+    assert rates[0] == 1e-2 and all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert long._epoch_lr(51) == pytest.approx(5e-3) and long._epoch_lr(150) == 0.0
+    constant = MLPClassifier(lr=1e-2, lr_schedule="constant")
+    assert {constant._epoch_lr(e) for e in (1, 50, 300)} == {1e-2}
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_refit_for_the_chosen_epochs_replays_the_selected_model(schedule) -> None:
+    """The refit (no validation, max_epochs = best epoch) sees the same rates, batches and draws,
+    so on the same rows it ends exactly at the weights early stopping kept."""
+    X, y = make_classification(n_samples=300, n_features=8, flip_y=0.2, random_state=0)
+    X_tr, X_val, y_tr, y_val = train_test_split(X, y, test_size=0.3, random_state=0)
+    params = {"lr": 1e-2, "lr_schedule": schedule, "batch_size": 64, "patience": 5}
+    params |= {"dtype": "float64", "device": "cpu", "random_state": 0}
+    selected = MLPClassifier(**params).fit(X_tr, y_tr, X_val=X_val, y_val=y_val)
+    assert selected.best_epoch_ < selected.n_epochs_
+    refit = MLPClassifier(**params, **refit_params(selected)).fit(X_tr, y_tr)
+    assert refit.n_epochs_ == selected.best_epoch_
+    np.testing.assert_allclose(refit.predict_proba(X_val), selected.predict_proba(X_val))
+
+
+def test_full_batch_when_the_rows_fit_one_batch() -> None:
+    X, y = make_classification(n_samples=100, n_features=5, random_state=0)
+    model = MLPClassifier(batch_size=256, max_epochs=3, val_fraction=0.0, device="cpu")
+    model.fit(X, y)
+    # One step per epoch on all 100 rows: the recorded loss is that step's full-batch loss.
+    assert len(model.loss_curve_) == 3 and model.loss_curve_[1] < model.loss_curve_[0]
