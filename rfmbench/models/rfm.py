@@ -567,7 +567,8 @@ def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
 
     Targets are ``(1 - e) onehot + e / K`` with ``e = 1 / (n + 1)`` (one pseudo-row of uniform
     label among ``n``), which bounds the confidence a small, error-free validation split earns.
-    The loss is convex in ``1 / T``; bounded Brent search on ``log(1 / T)``, deterministic.
+    The loss is convex in ``1 / T``; bounded Brent search on ``log(1 / T)``, deterministic;
+    ``T`` is rounded to three significant digits.
     """
     n, k = scores.shape
     smooth = 1.0 / (n + 1)
@@ -582,7 +583,9 @@ def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
     result = scipy.optimize.minimize_scalar(
         loss, bounds=(low, high), method="bounded", options={"xatol": 1e-6}
     )
-    return float(np.exp(-result.x))
+    # Three significant digits: more is noise from a small split, and a last-bit difference between
+    # machines must not reach the refit's parameters (they are written to the results).
+    return float(f"{np.exp(-result.x):.3g}")
 
 
 def _build(kind: str, params: dict, *, device: str, seed: int, n_jobs: int):
