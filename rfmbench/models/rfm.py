@@ -476,11 +476,14 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
     confidence it earns). The softmax keeps the scores' order, so ``predict`` (the largest score)
     is the class of the largest probability; for two classes ``p_1`` is a strictly increasing
     function of ``s_1 - s_0``, so ROC AUC ranks the raw scores, without the ties that clipping
-    made. Every probability is positive and the log loss finite.
+    made. Every probability is positive and the log loss finite. (The iteration is selected by
+    the accuracy of the largest score.)
 
     Without validation rows (``val_fraction=0`` or ``iters=0`` and no ``X_val``) and without a
     given ``temperature`` there is nothing to fit ``T`` on; the scores are then clipped at
-    ``eps = 1e-3`` and normalised, ``p_k = max(s_k, eps) / sum_j max(s_j, eps)``, as xRFM does.
+    ``eps = 1e-3`` and normalised, ``p_k = max(s_k, eps) / sum_j max(s_j, eps)``, as xRFM does,
+    and ``predict`` is the class of the largest of those (the first class when every score is
+    below ``eps``), so kernel ridge (``iters=0``) predicts as before.
     The benchmark's refit on all training rows gets the median of the inner folds' fitted
     temperatures as ``temperature`` (``refit_params``).
 
@@ -553,9 +556,11 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
         return scipy.special.softmax(scores / self.temperature_, axis=1)
 
     def predict(self, X):
-        """The class of the largest score (and of the largest probability)."""
-        best = self._decision(X).argmax(dim=1).cpu().numpy()
-        return self.classes_[best]
+        """The class of the largest probability: of the largest score with a temperature."""
+        scores = self._decision(X)
+        if self.temperature_ is None:  # clipped scores: all below eps tie, the first class wins
+            scores = scores.clamp(min=PROBA_EPS)
+        return self.classes_[scores.argmax(dim=1).cpu().numpy()]
 
 
 # Bounds of the fitted inverse temperature 1 / T: scores are one-hot regression outputs, of order 1.

@@ -117,3 +117,8 @@ def test_without_validation_rows_the_scores_are_clipped_as_before() -> None:
     assert model.temperature_ is None
     scores = model._decision(X).double().numpy()
     np.testing.assert_allclose(model.predict_proba(X), clipped(scores))
+    # Far from every training row all scores fall below eps: the first class, as before.
+    far = np.full((1, 3), 1e3)
+    assert (model._decision(far).numpy() < PROBA_EPS).all()
+    assert model.predict(far)[0] == model.classes_[0]
+    np.testing.assert_array_equal(model.predict(X), model.classes_[clipped(scores).argmax(axis=1)])
