@@ -1,10 +1,12 @@
-"""Gradient-boosted trees (optional extras ``rfmbench[gbdt]``): XGBoost and LightGBM.
+"""Gradient-boosted trees (optional extras ``rfmbench[gbdt]``): XGBoost, LightGBM and CatBoost.
 
-Both boost up to ``n_estimators`` rounds with early stopping on a validation split carved (seeded,
+Each boosts up to ``n_estimators`` rounds with early stopping on a validation split carved (seeded,
 stratified for classification) from the training data; the chosen round count is reported through
 ``refit_params`` so the final refit on the whole training fold uses it without a validation split.
 Search spaces follow Grinsztajn et al. (2022), "Why do tree-based models still outperform deep
-learning on tabular data?", shortened to the parameters that matter most.
+learning on tabular data?", shortened to the parameters that matter most; CatBoost's follows
+Gorishniy et al. (2021), "Revisiting Deep Learning Models for Tabular Data" (the space later
+benchmarks reuse).
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ class _BoostedTrees(BaseEstimator):
                 **extra,
                 **params,
             )
+        if self.library == "catboost":
+            import catboost
+
+            cls = catboost.CatBoostClassifier if classification else catboost.CatBoostRegressor
+            extra = {"early_stopping_rounds": self.early_stopping_rounds} if stopping else {}
+            device = {"task_type": "GPU"} if str(self.device).startswith("cuda") else {}
+            return cls(
+                iterations=n_estimators,
+                thread_count=self.n_jobs,
+                random_seed=self.random_state,
+                verbose=False,
+                allow_writing_files=False,  # no catboost_info/ folder in the working directory
+                **device,
+                **extra,
+                **params,
+            )
         import lightgbm
 
         cls = lightgbm.LGBMClassifier if classification else lightgbm.LGBMRegressor
@@ -96,6 +114,10 @@ class _BoostedTrees(BaseEstimator):
         if self.library == "xgboost":
             self.booster_.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
             self.best_n_estimators_ = int(self.booster_.best_iteration) + 1
+        elif self.library == "catboost":
+            # use_best_model: the returned model stops at the best validation round, as the others.
+            self.booster_.fit(X, y, eval_set=(X_val, y_val), use_best_model=True)
+            self.best_n_estimators_ = int(self.booster_.get_best_iteration()) + 1
         else:
             import lightgbm
 
@@ -116,20 +138,20 @@ class _BoostedTrees(BaseEstimator):
 
 
 class BoostedTreesClassifier(ClassifierMixin, _BoostedTrees):
-    """Early-stopped XGBoost or LightGBM classifier."""
+    """Early-stopped XGBoost, LightGBM or CatBoost classifier."""
 
     def predict_proba(self, X) -> np.ndarray:
-        return self.booster_.predict_proba(self._checked(X))
+        return np.asarray(self.booster_.predict_proba(self._checked(X)))
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 class BoostedTreesRegressor(RegressorMixin, _BoostedTrees):
-    """Early-stopped XGBoost or LightGBM regressor."""
+    """Early-stopped XGBoost, LightGBM or CatBoost regressor."""
 
     def predict(self, X) -> np.ndarray:
-        return self.booster_.predict(self._checked(X))
+        return np.asarray(self.booster_.predict(self._checked(X))).ravel()
 
 
 XGBOOST_SPACE: dict[str, Any] = {
@@ -154,6 +176,25 @@ LIGHTGBM_SPACE: dict[str, Any] = {
     "reg_lambda": loguniform(1e-8, 10),
 }
 LIGHTGBM_DEFAULTS: dict[str, Any] = {"num_leaves": 31, "learning_rate": 0.1}
+
+# Gorishniy et al. (2021), CatBoost: depth 3-10, lr loguniform(1e-5, 1), bagging temperature U(0, 1),
+# l2 leaf regularization loguniform(1, 10), leaf estimation iterations 1-10.
+CATBOOST_SPACE: dict[str, Any] = {
+    "depth": randint(3, 11),
+    "learning_rate": loguniform(1e-5, 1),
+    "bagging_temperature": uniform(0, 1),
+    "l2_leaf_reg": loguniform(1, 10),
+    "leaf_estimation_iterations": randint(1, 11),
+}
+# CatBoost's defaults, with the learning rate fixed: its automatic rate depends on the round count,
+# which would change between the early-stopped fit and the refit for the chosen rounds.
+CATBOOST_DEFAULTS: dict[str, Any] = {
+    "depth": 6,
+    "learning_rate": 0.05,
+    "bagging_temperature": 1.0,
+    "l2_leaf_reg": 3.0,
+    "leaf_estimation_iterations": 1,
+}
 
 
 def _builder(library: str):
@@ -182,6 +223,16 @@ XGBOOST_SPEC = ModelSpec(
     defaults=XGBOOST_DEFAULTS,
     uses_device=True,
     requires=("xgboost",),
+    refit_params=_rounds,
+)
+CATBOOST_SPEC = ModelSpec(
+    name="catboost",
+    summary="CatBoost, early stopping on a validation split; needs rfmbench[gbdt]",
+    build=_builder("catboost"),
+    space=CATBOOST_SPACE,
+    defaults=CATBOOST_DEFAULTS,
+    uses_device=True,
+    requires=("catboost",),
     refit_params=_rounds,
 )
 LIGHTGBM_SPEC = ModelSpec(

@@ -43,6 +43,7 @@ class _KernelRidgeMixin:
     center_grads = False
     val_fraction = 0.2
     random_state = 0  # seeds the partition's split subsamples and the Nystrom landmarks only
+    temperature = None  # no validation rows to fit it on: probabilities as clipped scores
 
     _parameter_constraints: dict = {k: _BaseRFM._parameter_constraints[k] for k in _KR_PARAMS}
 

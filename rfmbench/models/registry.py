@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rfmbench.errors import unknown
-from rfmbench.models import gbdt, kernel_ridge, mlp, random_forest, rfm, xrfm_reference
+from rfmbench.models import gbdt, kernel_ridge, mlp, random_forest, realmlp, rfm, xrfm_reference
 from rfmbench.models.spec import ModelSpec
 
 MODELS: dict[str, ModelSpec] = {
@@ -16,6 +16,8 @@ MODELS: dict[str, ModelSpec] = {
         # Optional extras: listed always, usable once their packages are installed.
         gbdt.XGBOOST_SPEC,
         gbdt.LIGHTGBM_SPEC,
+        gbdt.CATBOOST_SPEC,
+        realmlp.SPEC,
         xrfm_reference.SPEC,
     )
 }

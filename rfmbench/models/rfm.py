@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.optimize
+import scipy.special
 import scipy.stats
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
@@ -98,6 +100,7 @@ class _BaseRFM(BaseEstimator):
         "dtype": [StrOptions(set(_DTYPES))],
         "device": [str, torch.device],
         "random_state": ["random_state"],
+        "temperature": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -124,6 +127,7 @@ class _BaseRFM(BaseEstimator):
         dtype: str = "float32",
         device: str = "auto",
         random_state=None,
+        temperature: float | None = None,
     ):
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -146,6 +150,7 @@ class _BaseRFM(BaseEstimator):
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
+        self.temperature = temperature
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -658,11 +663,31 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
     (split stratified by class when every class has at least 2 rows).
 
     Scores and probabilities: the one-hot regression outputs ``s`` (one per class; there is no
-    ``decision_function``, whose binary convention is a single column) map to probabilities
-    ``p_k = max(s_k, eps) / sum_j max(s_j, eps)`` with ``eps = 1e-3`` (as xRFM does): deterministic,
-    each row sums to 1 and every probability is at least ``eps / sum_j max(s_j, eps) > 0``, so the
-    log loss is finite. ``predict`` is the class of the largest probability: the largest score,
-    except when every score is below ``eps`` (then the first class).
+    ``decision_function``, whose binary convention is a single column) map to probabilities by a
+    softmax with a temperature, ``p_k = exp(s_k / T) / sum_j exp(s_j / T)`` (temperature scaling,
+    Guo et al. 2017). ``T`` is fitted on the validation rows the fit already holds out to choose
+    the iteration, with the selected iteration's scores: it minimizes their cross-entropy against
+    labels smoothed by one pseudo-row, ``(1 - e) onehot + e / K`` with ``e = 1 / (n_val + 1)``, so
+    a validation split without errors still gives a finite ``T`` (the fewer rows, the less
+    confidence it earns). The softmax keeps the scores' order, so ``predict`` (the largest score)
+    is the class of the largest probability; for two classes ``p_1`` is a strictly increasing
+    function of ``s_1 - s_0``, so ROC AUC ranks the raw scores, without the ties that clipping
+    made. Every probability is positive and the log loss finite. (The iteration is selected by
+    the accuracy of the largest score.)
+
+    Without validation rows (``val_fraction=0`` or ``iters=0`` and no ``X_val``) and without a
+    given ``temperature`` there is nothing to fit ``T`` on; the scores are then clipped at
+    ``eps = 1e-3`` and normalised, ``p_k = max(s_k, eps) / sum_j max(s_j, eps)``, as xRFM does,
+    and ``predict`` is the class of the largest of those (the first class when every score is
+    below ``eps``), so kernel ridge (``iters=0``) predicts as before.
+    The benchmark's refit on all training rows gets the median of the inner folds' fitted
+    temperatures as ``temperature`` (``refit_params``).
+
+    Parameters
+    ----------
+    temperature : float > 0 or None, default=None
+        ``T`` given instead of fitted (None: fitted on the validation rows, see above). The other
+        parameters are those of `RFMRegressor`.
 
     Attributes
     ----------
@@ -670,6 +695,9 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
     M_, feature_importances_, best_iter_, val_scores_, solve_methods_, dual_coef_, fit_timings_,
     device_, n_features_in_ :
         As in `RFMRegressor`; ``val_scores_`` holds validation accuracies.
+    temperature_ : float or None
+        The ``T`` of ``predict_proba``: ``temperature`` if given, else fitted on the validation
+        rows; None when there were none (clipped scores).
     """
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -683,10 +711,20 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
         if X_val is not None or y_val is not None:
             X_val, val_labels = self._check_val(X_val, y_val)
 
-        def score(out, labels_va):
-            return float(np.mean(_proba(out).argmax(dim=1).cpu().numpy() == labels_va))
+        val_scores = []  # each iteration's validation scores, for the temperature
 
-        return self._fit(X, Y, X_val, val_labels, labels, score)
+        def score(out, labels_va):
+            val_scores.append((out.double().cpu().numpy(), labels_va))
+            return float(np.mean(out.argmax(dim=1).cpu().numpy() == labels_va))
+
+        self._fit(X, Y, X_val, val_labels, labels, score)
+        if self.temperature is not None:
+            self.temperature_ = float(self.temperature)
+        elif val_scores:
+            self.temperature_ = fit_temperature(*val_scores[self.best_iter_])
+        else:
+            self.temperature_ = None
+        return self
 
     def _check_val(self, X_val, y_val):
         if X_val is None or y_val is None:
@@ -706,19 +744,49 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
         return X_val, labels
 
     def predict_proba(self, X):
-        """Class probabilities ``max(s, eps) / sum max(s, eps)`` of the scores ``s``; see the class."""
-        return _proba(self._decision(X).double()).cpu().numpy()
+        """Class probabilities ``softmax(s / temperature_)`` of the scores ``s``; see the class."""
+        scores = self._decision(X).double().cpu().numpy()
+        if self.temperature_ is None:
+            p = np.maximum(scores, PROBA_EPS)
+            return p / p.sum(axis=1, keepdims=True)
+        return scipy.special.softmax(scores / self.temperature_, axis=1)
 
     def predict(self, X):
-        """The class of the largest probability."""
-        best = _proba(self._decision(X)).argmax(dim=1).cpu().numpy()
-        return self.classes_[best]
+        """The class of the largest probability: of the largest score with a temperature."""
+        scores = self._decision(X)
+        if self.temperature_ is None:  # clipped scores: all below eps tie, the first class wins
+            scores = scores.clamp(min=PROBA_EPS)
+        return self.classes_[scores.argmax(dim=1).cpu().numpy()]
 
 
-def _proba(scores: torch.Tensor) -> torch.Tensor:
-    """Scores to probabilities: clip below at `PROBA_EPS`, normalise each row."""
-    p = scores.clamp(min=PROBA_EPS)
-    return p / p.sum(dim=1, keepdim=True)
+# Bounds of the fitted inverse temperature 1 / T: scores are one-hot regression outputs, of order 1.
+_INV_TEMPERATURE_BOUNDS = (1e-3, 1e4)
+
+
+def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The ``T`` whose ``softmax(scores / T)`` has the least smoothed cross-entropy on ``labels``.
+
+    Targets are ``(1 - e) onehot + e / K`` with ``e = 1 / (n + 1)`` (one pseudo-row of uniform
+    label among ``n``), which bounds the confidence a small, error-free validation split earns.
+    The loss is convex in ``1 / T``; bounded Brent search on ``log(1 / T)``, deterministic;
+    ``T`` is rounded to three significant digits.
+    """
+    n, k = scores.shape
+    smooth = 1.0 / (n + 1)
+    targets = np.full((n, k), smooth / k)
+    targets[np.arange(n), labels] += 1.0 - smooth
+
+    def loss(log_beta: float) -> float:
+        logp = scipy.special.log_softmax(np.exp(log_beta) * scores, axis=1)
+        return -float(np.sum(targets * logp)) / n
+
+    low, high = np.log(_INV_TEMPERATURE_BOUNDS)
+    result = scipy.optimize.minimize_scalar(
+        loss, bounds=(low, high), method="bounded", options={"xatol": 1e-6}
+    )
+    # Three significant digits: more is noise from a small split, and a last-bit difference between
+    # machines must not reach the refit's parameters (they are written to the results).
+    return float(f"{np.exp(-result.x):.3g}")
 
 
 def _build(kind: str, params: dict, *, device: str, seed: int, n_jobs: int):
@@ -734,8 +802,14 @@ def _selection_state(model: _BaseRFM) -> dict:
 
 
 def _refit_params(model: _BaseRFM) -> dict:
-    """The iteration chosen on validation; the refit runs that many on all rows and keeps the last."""
-    return {"iters": int(model.best_iter_), "val_fraction": 0.0}
+    """The iteration chosen on validation; the refit runs that many on all rows and keeps the last.
+
+    A classifier's refit also gets the temperature fitted on the validation rows (it has none).
+    """
+    params = {"iters": int(model.best_iter_), "val_fraction": 0.0}
+    if getattr(model, "temperature_", None) is not None:
+        params["temperature"] = model.temperature_
+    return params
 
 
 SPEC = ModelSpec(
