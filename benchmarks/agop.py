@@ -20,7 +20,7 @@ import time
 import torch
 
 from rfmbench.models.agop import agop
-from rfmbench.models.kernels import kernel_matrix
+from rfmbench.models.kernels import GaussianKernel
 
 CASES = [(1860, 122, 61), (5000, 16, 26), (4000, 16, 1), (2000, 50, 10), (2000, 50, 1)]
 
@@ -43,7 +43,7 @@ def chosen_form(X, coef, kwargs) -> str:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        agop("gaussian", X, coef, **kwargs)
+        agop(GaussianKernel(2.5), X, coef, **kwargs)
     finally:
         logger.removeHandler(handler)
     return "gram" if any("gram form" in r.getMessage() for r in records) else "per-output"
@@ -52,10 +52,11 @@ def chosen_form(X, coef, kwargs) -> str:
 def measure(n: int, d: int, c: int, dtype: torch.dtype, repeats: int, gen) -> str:
     X = torch.randn(n, d, generator=gen, dtype=dtype)
     coef = torch.randn(n, c, generator=gen, dtype=dtype)
-    K = kernel_matrix("gaussian", X, X, bandwidth=2.5)
-    kwargs = dict(bandwidth=2.5, K_rows=K, block_rows=1024)
-    per_output = timed(lambda: agop("gaussian", X, coef, form="per-output", **kwargs), repeats)
-    gram = timed(lambda: agop("gaussian", X, coef, form="gram", **kwargs), repeats)
+    kernel = GaussianKernel(2.5)
+    K = kernel.matrix(X, X)
+    kwargs = dict(K_rows=K, block_rows=1024)
+    per_output = timed(lambda: agop(kernel, X, coef, form="per-output", **kwargs), repeats)
+    gram = timed(lambda: agop(kernel, X, coef, form="gram", **kwargs), repeats)
     products = timed(lambda: [K @ (coef[:, i : i + 1] * X) for i in range(c)], repeats)
     square = timed(lambda: K.mT @ K, repeats)
     return (

@@ -27,36 +27,17 @@ import logging
 
 import torch
 
-from rfmbench.models.kernels import _apply, kernel_matrix, psd_power, row_blocks
+from rfmbench.models.kernels import Kernel, _apply, row_blocks
 
 logger = logging.getLogger(__name__)
 
 
-def agop_bytes_per_row(kernel: str, n: int, d: int, n_outputs: int, itemsize: int) -> int:
-    """Temporary bytes per sample row of `agop`: ``itemsize * (3 n + 2 c d + c)``.
-
-    Per block of ``b`` sample rows the AGOP holds the computed kernel rows and the weight
-    matrix ``W`` (plus, for product_laplace, one coordinate-difference block): at most three
-    ``b x n`` blocks; and the gradients of one output (``b x d``, twice: before and after ``M``) or,
-    for product_laplace, of all outputs (``b x c x d``, twice). So the extra memory of `agop`,
-    beyond ``X`` and the optional kernel rows ``K_rows``, is
-
-        itemsize * (block_rows * (3 n + 2 c d + c) + n d + 2 d^2 + c d)
-
-    and ``block_rows = budget / (itemsize * (3 n + 2 c d + c))`` keeps it within ``budget`` bytes.
-    """
-    del kernel  # one bound for every kernel keeps the formula simple and safe
-    return itemsize * (3 * n + 2 * n_outputs * d + n_outputs)
-
-
 def agop(
-    kernel: str,
+    kernel: Kernel,
     X: torch.Tensor,
     coef: torch.Tensor,
     M: torch.Tensor | None = None,
     *,
-    bandwidth: float,
-    exponent: float = 1.0,
     sample: torch.Tensor | None = None,
     K_rows: torch.Tensor | None = None,
     diag: bool = False,
@@ -68,29 +49,28 @@ def agop(
 
     Parameters
     ----------
-    kernel : {"laplace", "gaussian", "product_laplace"}
-        The kernel of the predictor (see `rfmbench.models.kernels`).
+    kernel : Kernel
+        The kernel of the predictor (`rfmbench.models.kernels.make_kernel`): its formula and its
+        gradient.
     X : tensor of shape (n, d)
         The training points (centres of the predictor).
     coef : tensor of shape (n, c) or (n,)
         The dual coefficients, one column per output.
     M : tensor of shape (d, d) or (d,), optional
         The metric of the kernel (None: the identity).
-    bandwidth, exponent : float
-        Kernel parameters, as in `rfmbench.models.kernels.kernel_matrix`.
     sample : integer tensor of shape (s,), optional
         Rows of ``X`` where the gradients are taken (None: every row).
     K_rows : tensor of shape (s, n), optional
-        The kernel rows of the sample, ``kernel_matrix(kernel, X, X, M)[sample]``, kept from the
+        The kernel rows of the sample, ``kernel.matrix(X, X, M)[sample]``, kept from the
         solve: reused instead of recomputing kernel blocks. The self pairs must hold the kernel's
-        value at distance 0 (exactly 1, as `kernel_matrix` makes them when ``X is Z``).
+        value at distance 0 (exactly 1, as `Kernel.matrix` makes them when ``X is Z``).
     diag : bool
         Return only the diagonal of the AGOP (a length-``d`` vector).
     center_grads : bool
         Subtract from the gradients of each output their mean over the sample before the outer
         product (xRFM subtracts one mean over all outputs and sample rows of each of its batches).
     block_rows : int, optional
-        Sample rows per block (None: all at once). Memory: see `agop_bytes_per_row`.
+        Sample rows per block (None: all at once). Memory: see `Kernel.agop_bytes_per_row`.
     form : {"auto", "per-output", "gram"}
         How the radial kernels' sum is arranged (both exact; product_laplace has only the first).
         ``per-output`` forms each output's gradients, ``s n d c`` multiply-adds. ``gram`` never
@@ -117,39 +97,23 @@ def agop(
     if sample is None:
         sample = torch.arange(n, device=X.device)
     s = sample.shape[0]
-    S = None
-    if kernel == "product_laplace" and M is not None:
-        S = psd_power(M, 0.5)
-    XS = _apply(X, S) if kernel == "product_laplace" else X
-
     if form not in ("auto", "per-output", "gram"):
         raise ValueError(f"form must be auto, per-output or gram, got {form!r}")
     gram_bytes = 2 * n * n * X.element_size()
-    if kernel != "product_laplace" and (
+    if kernel.radial and (
         form == "gram"
         or (form == "auto" and n + n_outputs + d < 8 * n_outputs * d and gram_bytes <= 2**29)
     ):
-        return _gram_agop(
-            kernel, X, coef, M, sample, K_rows, bandwidth, exponent, diag, center_grads, block_rows
-        )
+        return _gram_agop(kernel, X, coef, M, sample, K_rows, diag, center_grads, block_rows)
     G = torch.zeros((d,) if diag else (d, d), dtype=X.dtype, device=X.device)
     grad_sums = torch.zeros(n_outputs, d, dtype=X.dtype, device=X.device) if center_grads else None
+    gradients = kernel.gradient_blocks(X, M)
     blocks = row_blocks(s, block_rows)
     logger.debug("AGOP of %d outputs over %d samples in %d blocks", n_outputs, s, len(blocks))
     for rows in blocks:
         idx = sample[rows]
-        if K_rows is not None:
-            K_block = K_rows[rows]
-        else:
-            K_block = kernel_matrix(kernel, X[idx], X, M, bandwidth=bandwidth, exponent=exponent)
-        local = torch.arange(len(idx), device=X.device)
-        if kernel == "product_laplace":
-            grads = _product_laplace_grads(K_block, XS, idx, coef, S, bandwidth, exponent)
-        else:
-            W, scale = _radial_weights(kernel, K_block, bandwidth, exponent)
-            if W is not K_block:
-                W[local, idx] = 0.0  # the self pair contributes no gradient
-            grads = _radial_grads(W, X, idx, coef * scale, M)
+        K_block = K_rows[rows] if K_rows is not None else kernel.matrix(X[idx], X, M)
+        grads = gradients(K_block, idx, coef)
         # grads: (b, c, d); merge the sample and output axes for one Gram product.
         if grad_sums is not None:
             grad_sums += grads.sum(dim=0)
@@ -166,9 +130,7 @@ def agop(
     return G
 
 
-def _gram_agop(
-    kernel, X, coef, M, sample, K_rows, bandwidth, exponent, diag, center_grads, block_rows
-):
+def _gram_agop(kernel, X, coef, M, sample, K_rows, diag, center_grads, block_rows):
     """The ``gram`` form of `agop` for the radial kernels (see its ``form``)."""
     n, d = X.shape
     s = sample.shape[0]
@@ -182,11 +144,8 @@ def _gram_agop(
     )
     for rows in blocks:
         idx = sample[rows]
-        if K_rows is not None:
-            K_block = K_rows[rows]
-        else:
-            K_block = kernel_matrix(kernel, X[idx], X, M, bandwidth=bandwidth, exponent=exponent)
-        W, scale = _radial_weights(kernel, K_block, bandwidth, exponent)
+        K_block = K_rows[rows] if K_rows is not None else kernel.matrix(X[idx], X, M)
+        W, scale = kernel.gradient_weights(K_block)
         if W is not K_block:
             W[torch.arange(len(idx), device=X.device), idx] = 0.0  # the self pair: no gradient
         alpha = coef * scale
@@ -212,55 +171,3 @@ def _gram_agop(
         means = grad_sums / s
         G -= means.mT @ means
     return torch.diagonal(G).clone() if diag else G
-
-
-def _radial_weights(kernel, K_block, bandwidth, exponent):
-    """``W_ij / scale`` of the Laplace / Gaussian gradient from the kernel values alone, and ``scale``.
-
-    The constant ``scale`` is applied to the coefficients instead of the ``b x n`` block.
-    """
-    if kernel == "gaussian":
-        return K_block, -1.0 / bandwidth**2  # the self pair adds x_i - x_i = 0: nothing to mask
-    # Laplace: d^p = -L log K. With p = 1, W = -(1 / L) K / d = K / (L^2 log K). K = 0 gives 0; K = 1
-    # (distance 0: the self pair or an exact duplicate, direction undefined) gives inf, zeroed.
-    W = torch.log(K_block)
-    if exponent == 1.0:
-        torch.div(K_block, W, out=W)
-        scale = 1.0 / bandwidth**2
-    else:
-        W.mul_(-bandwidth).pow_((exponent - 2.0) / exponent).mul_(K_block)
-        scale = -exponent / bandwidth
-    return W.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0), scale
-
-
-def _radial_grads(W, X, idx, coef, M):
-    """Gradients ``M sum_j W_ij coef_jc (x_i - x_j)`` for the sample rows, shape (b, c, d)."""
-    WA = W @ coef  # (b, c)
-    X_b = X[idx]
-    out = torch.empty(idx.shape[0], coef.shape[1], X.shape[1], dtype=X.dtype, device=X.device)
-    # One output at a time keeps the temporaries at b x d and n x d (no n x c x d tensor).
-    for c in range(coef.shape[1]):
-        g = torch.mm(W, coef[:, c : c + 1] * X)
-        g.neg_().add_(X_b * WA[:, c : c + 1])
-        out[:, c] = _apply(g, M)
-    return out
-
-
-def _product_laplace_grads(K_block, XS, idx, coef, S, bandwidth, exponent):
-    """Gradients of the product-Laplace predictor, shape (b, c, d); one coordinate at a time."""
-    b, d = idx.shape[0], XS.shape[1]
-    H = torch.empty(b, coef.shape[1], d, dtype=XS.dtype, device=XS.device)
-    XS_b = XS[idx]
-    for k in range(d):
-        U = XS_b[:, k : k + 1] - XS[:, k]  # (b, n): u_ijk
-        if exponent == 1.0:
-            U.sign_()
-        else:
-            # sign(u) |u|^(p - 1); u = 0 (self pair, ties) has no defined derivative: 0.
-            T = U.abs().pow_(exponent - 1.0)
-            U = U.sign_().mul_(T).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-            del T
-        U.mul_(K_block)
-        H[:, :, k] = U @ coef
-    H.mul_(-exponent / bandwidth)
-    return H if S is None else _apply(H, S)

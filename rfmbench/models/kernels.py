@@ -20,9 +20,9 @@ Every function returns the full ``n_x x n_z`` matrix (written into ``out`` when 
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
 
-KERNELS = ("laplace", "gaussian", "product_laplace")
+import torch
 
 # Elements per block when the caller gives no block size: 32 MiB of float32, small enough to stay in
 # cache between the matrix product and the elementwise passes that finish the block.
@@ -221,64 +221,237 @@ def product_laplace_kernel(
     return out
 
 
-def kernel_matrix(
-    kernel: str,
-    X: torch.Tensor,
-    Z: torch.Tensor,
-    M: torch.Tensor | None = None,
-    *,
-    bandwidth: float,
-    exponent: float = 1.0,
-    block_rows: int | None = None,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Dispatch to the kernel named ``kernel`` (one of `KERNELS`); ``exponent`` is unused by gaussian."""
-    if kernel == "laplace":
-        return laplace_kernel(
-            X, Z, M, bandwidth=bandwidth, exponent=exponent, block_rows=block_rows, out=out
-        )
-    if kernel == "gaussian":
-        return gaussian_kernel(X, Z, M, bandwidth=bandwidth, block_rows=block_rows, out=out)
-    if kernel == "product_laplace":
-        return product_laplace_kernel(
-            X, Z, M, bandwidth=bandwidth, exponent=exponent, block_rows=block_rows, out=out
-        )
-    raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(KERNELS)}")
+class Kernel:
+    """A kernel on the metric ``d_M``: its formula, its gradient (for the AGOP) and its memory cost.
 
-
-def kernel_rows(
-    kernel: str,
-    X: torch.Tensor,
-    rows: slice,
-    M: torch.Tensor | None = None,
-    *,
-    bandwidth: float,
-    exponent: float = 1.0,
-) -> torch.Tensor:
-    """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``, without the rest.
-
-    The same arithmetic as `kernel_matrix` with ``X is Z`` (the norms ride along in the product, the
-    self pairs are exactly 0 apart), so the values agree with the full matrix's to the rounding of
-    one matrix product (lifted to ``sqrt(eps)`` by the Laplace kernel's square root between
-    duplicated rows): what the residual check of a factored matrix and the matrix-free products of
-    the iterative solver need. Temporaries: ``O(n d)`` and the block.
+    One subclass per kernel (`LaplaceKernel`, `GaussianKernel`, `ProductLaplaceKernel`); a model
+    makes one with `make_kernel` from its ``kernel`` parameter, so the name is looked up once and
+    everything that differs between kernels lives here instead of in ``if kernel == ...`` branches.
+    ``radial`` kernels are functions of ``d_M`` alone: their gradient weights are a function of the
+    kernel values, which the AGOP's ``gram`` form needs.
     """
-    if kernel == "product_laplace":
-        block = kernel_matrix(kernel, X[rows], X, M, bandwidth=bandwidth, exponent=exponent)
+
+    name: str = ""
+    radial: bool = True
+
+    def __init__(self, bandwidth: float, exponent: float = 1.0) -> None:
+        self.bandwidth = float(bandwidth)
+        self.exponent = float(exponent)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bandwidth={self.bandwidth:g}, exponent={self.exponent:g})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (other.bandwidth, other.exponent) == (
+            self.bandwidth,
+            self.exponent,
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.bandwidth, self.exponent))
+
+    def matrix(
+        self,
+        X: torch.Tensor,
+        Z: torch.Tensor,
+        M: torch.Tensor | None = None,
+        *,
+        block_rows: int | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``K(X, Z)`` on the metric ``M``, shape ``(n_x, n_z)``, ``block_rows`` rows at a time."""
+        raise NotImplementedError
+
+    def rows(self, X: torch.Tensor, rows: slice, M: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``.
+
+        The same arithmetic as `matrix` with ``X is Z`` (the norms ride along in the product, the
+        self pairs are exactly 0 apart), so the values agree with the full matrix's to the
+        rounding of one matrix product (lifted to ``sqrt(eps)`` by the Laplace kernel's square
+        root between duplicated rows): what the residual check of a factored matrix and the
+        matrix-free products of the iterative solver need. Temporaries: ``O(n d)`` and the block.
+        """
+        _check(X, X, M)
+        Xc = X - X.mean(dim=0, keepdim=True)
+        XcM = _apply(Xc, M)
+        norms = (XcM * Xc).sum(dim=1, keepdim=True)
+        ones = torch.ones_like(norms)
+        left = torch.cat([Xc[rows], ones[rows], norms[rows]], dim=1)
+        block = left @ torch.cat([-2.0 * XcM, norms, ones], dim=1).mT
+        block.clamp_(min=0).diagonal(offset=rows.start).zero_()
+        return self._finish(block)
+
+    def _finish(self, sq_distances: torch.Tensor) -> torch.Tensor:
+        """Kernel values from a block of squared distances, in place (radial kernels)."""
+        raise NotImplementedError
+
+    def bytes_per_row(self, n_z: int, d: int, itemsize: int) -> int:
+        """Bytes one row of a block of ``K(X, Z)`` takes when computed on its own (the row and
+        the temporaries of its computation): what sizes every block of kernel rows to a budget."""
+        return itemsize * (n_z + d)
+
+    def agop_bytes_per_row(self, n: int, d: int, n_outputs: int, itemsize: int) -> int:
+        """Temporary bytes per sample row of `rfmbench.models.agop.agop`: ``itemsize * (3 n + 2 c d
+        + c)``.
+
+        Per block of ``b`` sample rows the AGOP holds the computed kernel rows and the weight
+        matrix ``W`` (plus, for product_laplace, one coordinate-difference block): at most three
+        ``b x n`` blocks; and the gradients of one output (``b x d``, twice: before and after
+        ``M``) or, for product_laplace, of all outputs (``b x c x d``, twice). So the extra memory
+        of the AGOP, beyond ``X`` and the optional kernel rows it is handed, is
+
+            itemsize * (block_rows * (3 n + 2 c d + c) + n d + 2 d^2 + c d)
+
+        and ``block_rows = budget / (itemsize * (3 n + 2 c d + c))`` keeps it within ``budget``.
+        One bound for every kernel keeps the formula simple and safe.
+        """
+        return itemsize * (3 * n + 2 * n_outputs * d + n_outputs)
+
+    def gradient_weights(self, K_block: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``W / scale`` and ``scale`` of a radial kernel's gradient, from the kernel values alone.
+
+        ``grad_x K(x, x_j) = scale * W_j M (x - x_j)``; the constant ``scale`` is applied to the
+        coefficients instead of the ``b x n`` block. ``W`` may be ``K_block`` itself (overwritten
+        by nothing) or a new block whose self pairs the caller zeroes.
+        """
+        raise NotImplementedError(f"{self.name} is not radial")
+
+    def gradient_blocks(
+        self, X: torch.Tensor, M: torch.Tensor | None
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A function ``(K_block, idx, coef) -> grads`` of shape ``(b, c, d)``: the gradients of
+        ``f_c(x) = sum_j coef[j, c] K(x, X[j])`` at the rows ``X[idx]``, from their kernel rows.
+
+        Radial kernels: ``scale * M sum_j W_ij coef_jc (x_i - x_j)``, split into matrix products
+        (``x_i (W coef)_ic - (W (coef_c * X))_i``) so no ``b x n x d`` tensor is formed; the self
+        pair contributes nothing (its direction is undefined): zeroed by index.
+        """
+
+        def grads(K_block: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+            W, scale = self.gradient_weights(K_block)
+            if W is not K_block:
+                W[torch.arange(len(idx), device=W.device), idx] = 0.0
+            return _radial_grads(W, X, idx, coef * scale, M)
+
+        return grads
+
+
+def _radial_grads(W, X, idx, coef, M):
+    """Gradients ``M sum_j W_ij coef_jc (x_i - x_j)`` for the sample rows, shape (b, c, d)."""
+    WA = W @ coef  # (b, c)
+    X_b = X[idx]
+    out = torch.empty(idx.shape[0], coef.shape[1], X.shape[1], dtype=X.dtype, device=X.device)
+    # One output at a time keeps the temporaries at b x d and n x d (no n x c x d tensor).
+    for c in range(coef.shape[1]):
+        g = torch.mm(W, coef[:, c : c + 1] * X)
+        g.neg_().add_(X_b * WA[:, c : c + 1])
+        out[:, c] = _apply(g, M)
+    return out
+
+
+class LaplaceKernel(Kernel):
+    """``exp(-d_M(x, z)^exponent / bandwidth)``; see the module docstring."""
+
+    name = "laplace"
+
+    def matrix(self, X, Z, M=None, *, block_rows=None, out=None):
+        return laplace_kernel(
+            X, Z, M, bandwidth=self.bandwidth, exponent=self.exponent, block_rows=block_rows,
+            out=out,
+        )  # fmt: skip
+
+    def _finish(self, sq_distances):
+        if self.exponent == 1.0:
+            sq_distances.sqrt_()
+        else:
+            sq_distances.pow_(self.exponent / 2)
+        return sq_distances.mul_(-1.0 / self.bandwidth).exp_()
+
+    def gradient_weights(self, K_block):
+        # d^p = -L log K. With p = 1, W = -(1 / L) K / d = K / (L^2 log K). K = 0 gives 0; K = 1
+        # (distance 0: the self pair or an exact duplicate, direction undefined) gives inf, zeroed.
+        W = torch.log(K_block)
+        if self.exponent == 1.0:
+            torch.div(K_block, W, out=W)
+            scale = 1.0 / self.bandwidth**2
+        else:
+            W.mul_(-self.bandwidth).pow_((self.exponent - 2.0) / self.exponent).mul_(K_block)
+            scale = -self.exponent / self.bandwidth
+        return W.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0), scale
+
+
+class GaussianKernel(Kernel):
+    """``exp(-d_M(x, z)^2 / (2 bandwidth^2))``; ``exponent`` is unused."""
+
+    name = "gaussian"
+
+    def matrix(self, X, Z, M=None, *, block_rows=None, out=None):
+        return gaussian_kernel(X, Z, M, bandwidth=self.bandwidth, block_rows=block_rows, out=out)
+
+    def _finish(self, sq_distances):
+        return sq_distances.mul_(-0.5 / self.bandwidth**2).exp_()
+
+    def gradient_weights(self, K_block):
+        # W = K: the self pair adds x_i - x_i = 0, nothing to mask.
+        return K_block, -1.0 / self.bandwidth**2
+
+
+class ProductLaplaceKernel(Kernel):
+    """xRFM's ``l1`` kernel ``exp(-||M^(1/2) (x - z)||_p^p / bandwidth)``; not radial."""
+
+    name = "product_laplace"
+    radial = False
+
+    def matrix(self, X, Z, M=None, *, block_rows=None, out=None):
+        return product_laplace_kernel(
+            X, Z, M, bandwidth=self.bandwidth, exponent=self.exponent, block_rows=block_rows,
+            out=out,
+        )  # fmt: skip
+
+    def rows(self, X, rows, M=None):
+        block = self.matrix(X[rows], X, M)
         block.diagonal(offset=rows.start).fill_(1.0)
         return block
-    _check(X, X, M)
-    Xc = X - X.mean(dim=0, keepdim=True)
-    XcM = _apply(Xc, M)
-    norms = (XcM * Xc).sum(dim=1, keepdim=True)
-    ones = torch.ones_like(norms)
-    left = torch.cat([Xc[rows], ones[rows], norms[rows]], dim=1)
-    block = left @ torch.cat([-2.0 * XcM, norms, ones], dim=1).mT
-    block.clamp_(min=0).diagonal(offset=rows.start).zero_()
-    if kernel == "gaussian":
-        return block.mul_(-0.5 / bandwidth**2).exp_()
-    if exponent == 1.0:
-        block.sqrt_()
-    else:
-        block.pow_(exponent / 2)
-    return block.mul_(-1.0 / bandwidth).exp_()
+
+    def bytes_per_row(self, n_z, d, itemsize):
+        return itemsize * (2 * n_z + d)  # cdist's result beside the block
+
+    def gradient_blocks(self, X, M):
+        """Per coordinate ``k`` (``u = S (x_i - x_j)``, ``S = M^(1/2)``):
+        ``grad f_c(x_i) = -(p / L) S sum_j coef[j, c] K_ij sign(u_k) |u_k|^(p - 1)``."""
+        S = None if M is None else psd_power(M, 0.5)
+        XS = _apply(X, S)
+        p, bandwidth = self.exponent, self.bandwidth
+
+        def grads(K_block: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+            b, d = idx.shape[0], XS.shape[1]
+            H = torch.empty(b, coef.shape[1], d, dtype=XS.dtype, device=XS.device)
+            XS_b = XS[idx]
+            for k in range(d):  # one coordinate at a time: b x n temporaries
+                U = XS_b[:, k : k + 1] - XS[:, k]  # (b, n): u_ijk
+                if p == 1.0:
+                    U.sign_()
+                else:
+                    # sign(u) |u|^(p - 1); u = 0 (self pair, ties) has no defined derivative: 0.
+                    T = U.abs().pow_(p - 1.0)
+                    U = U.sign_().mul_(T).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+                    del T
+                U.mul_(K_block)
+                H[:, :, k] = U @ coef
+            H.mul_(-p / bandwidth)
+            return H if S is None else _apply(H, S)
+
+        return grads
+
+
+_KERNEL_CLASSES = {cls.name: cls for cls in (LaplaceKernel, GaussianKernel, ProductLaplaceKernel)}
+KERNELS = tuple(_KERNEL_CLASSES)
+
+
+def make_kernel(name: str, bandwidth: float, exponent: float = 1.0) -> Kernel:
+    """The kernel called ``name`` (one of `KERNELS`) with its parameters."""
+    try:
+        cls = _KERNEL_CLASSES[name]
+    except KeyError:
+        raise ValueError(f"unknown kernel {name!r}; choose from {', '.join(KERNELS)}") from None
+    return cls(bandwidth, exponent)

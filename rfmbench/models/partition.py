@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from rfmbench.models.agop import agop
+from rfmbench.models.kernels import Kernel, block_rows_for
 from rfmbench.models.solvers import KernelSystem, exact_solve
 
 
@@ -93,12 +94,10 @@ def route(tree: Node, X: torch.Tensor) -> torch.Tensor:
 
 
 def agop_direction(
-    kernel: str,
+    kernel: Kernel,
     X: torch.Tensor,
     Y: torch.Tensor,
     *,
-    bandwidth: float,
-    exponent: float,
     reg: float,
     agop_samples: int,
     block_bytes: float,
@@ -110,28 +109,14 @@ def agop_direction(
     The AGOP is taken over a random ``agop_samples`` of the rows. Its sign is fixed (largest
     coordinate positive) so that a seed gives one tree. ``fits``: as in `solvers.exact_solve`.
     """
-    system = KernelSystem(kernel, X, None, bandwidth, exponent, reg, block_bytes)
+    system = KernelSystem(kernel, X, None, reg, block_bytes)
     coef = exact_solve(system, Y, fits=fits).coef.to(X.dtype)
     sample = None
     if agop_samples < X.shape[0]:
         sample = torch.randperm(X.shape[0], generator=generator)[:agop_samples].to(X.device)
-    rows = max(
-        1,
-        int(
-            block_bytes
-            // (X.element_size() * (3 * X.shape[0] + 2 * Y.shape[1] * X.shape[1] + Y.shape[1]))
-        ),
-    )
-    G = agop(
-        kernel,
-        X,
-        coef,
-        None,
-        bandwidth=bandwidth,
-        exponent=exponent,
-        sample=sample,
-        block_rows=rows,
-    )
+    per_row = kernel.agop_bytes_per_row(X.shape[0], X.shape[1], Y.shape[1], X.element_size())
+    rows = block_rows_for(block_bytes, per_row, X.shape[0])
+    G = agop(kernel, X, coef, None, sample=sample, block_rows=rows)
     _, vecs = torch.linalg.eigh((G + G.mT).to(torch.float64) / 2)
     v = vecs[:, -1]
     v = v if v[v.abs().argmax()] >= 0 else -v

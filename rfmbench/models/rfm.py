@@ -41,8 +41,15 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from rfmbench.devices import resolve_device
 from rfmbench.metrics import beats
-from rfmbench.models.agop import agop, agop_bytes_per_row
-from rfmbench.models.kernels import KERNELS, block_rows_for, kernel_matrix, psd_power, row_blocks
+from rfmbench.models.agop import agop
+from rfmbench.models.kernels import (
+    KERNELS,
+    Kernel,
+    block_rows_for,
+    make_kernel,
+    psd_power,
+    row_blocks,
+)
 from rfmbench.models.memory import GIB, MemoryPlan, exact_bytes, iterative_bytes, max_exact_rows
 from rfmbench.models.partition import agop_direction, build_tree, route
 from rfmbench.models.solvers import KernelSystem, exact_solve, pcg_solve
@@ -216,11 +223,6 @@ class _BaseRFM(BaseEstimator):
 
     # -- the algorithm ------------------------------------------------------------------------------
 
-    def _kernel(self, X: torch.Tensor, Z: torch.Tensor, M, **kw) -> torch.Tensor:
-        return kernel_matrix(
-            self.kernel, X, Z, M, bandwidth=self.bandwidth, exponent=self.exponent, **kw
-        )
-
     def _scores(self, X: torch.Tensor, centers, coef, M) -> torch.Tensor:
         """Regression outputs ``K(X, centers) coef``, in blocks of rows (shape (m, c)).
 
@@ -230,11 +232,11 @@ class _BaseRFM(BaseEstimator):
             X, centers = X.to(coef.dtype), centers.to(coef.dtype)
             M = None if M is None else M.to(coef.dtype)
         itemsize = centers.element_size()
-        per_row = itemsize * centers.shape[0] * (2 if self.kernel == "product_laplace" else 1)
+        per_row = self.kernel_.bytes_per_row(centers.shape[0], centers.shape[1], itemsize)
         budget = self.block_memory_mb * 2**20 / 2
         out = torch.empty(X.shape[0], coef.shape[1], dtype=coef.dtype, device=coef.device)
         for rows in row_blocks(X.shape[0], block_rows_for(budget, per_row, X.shape[0])):
-            out[rows] = self._kernel(X[rows], centers, M) @ coef
+            out[rows] = self.kernel_.matrix(X[rows], centers, M) @ coef
         return out
 
     def _fit_path(self, X_tr, Y_tr, X_va, score, rng) -> _Leaf:
@@ -255,7 +257,7 @@ class _BaseRFM(BaseEstimator):
         # With every row in the sample, the kept rows are a copy of K: the residual check reads
         # it instead of recomputing the kernel (kept at the last iteration too, for that).
         agop_rows = block_rows_for(
-            budget / 2, agop_bytes_per_row(self.kernel, n, d, Y_tr.shape[1], itemsize), s
+            budget / 2, self.kernel_.agop_bytes_per_row(n, d, Y_tr.shape[1], itemsize), s
         )
         nystrom_gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
         timings = {"kernel": 0.0, "solve": 0.0, "validation": 0.0, "agop": 0.0}
@@ -265,9 +267,7 @@ class _BaseRFM(BaseEstimator):
         coef = None
         for it in range(self.iters + 1):
             t0 = time.perf_counter()
-            system = KernelSystem(
-                self.kernel, X_tr, M, self.bandwidth, self.exponent, self.reg, budget / 2
-            )
+            system = KernelSystem(self.kernel_, X_tr, M, self.reg, budget / 2)
             kept = {"built": t0, "rows": None}
             keep = keep_rows and (it < self.iters or sample is None)
             on_matrix = functools.partial(
@@ -302,9 +302,8 @@ class _BaseRFM(BaseEstimator):
                 X_g, K_rows = X_tr.to(coef.dtype), None
                 M_g = None if M is None else M.to(coef.dtype)
             G = agop(
-                self.kernel, X_g, coef, M_g, bandwidth=self.bandwidth, exponent=self.exponent,
-                sample=sample, K_rows=K_rows, diag=self.diag, center_grads=self.center_grads,
-                block_rows=agop_rows,
+                self.kernel_, X_g, coef, M_g, sample=sample, K_rows=K_rows, diag=self.diag,
+                center_grads=self.center_grads, block_rows=agop_rows,
             ).to(X_tr.dtype)  # fmt: skip
             del K_rows, X_g
             timings["agop"] += time.perf_counter() - t3
@@ -360,6 +359,7 @@ class _BaseRFM(BaseEstimator):
     def _fit(self, X, Y, X_val, Y_val, labels, score):
         """Shared part of ``fit``: device, memory plan, partition, the iterations per leaf."""
         self.device_ = resolve_device(self.device)
+        self.kernel_: Kernel = make_kernel(self.kernel, self.bandwidth, self.exponent)
         self.memory_plan_ = MemoryPlan.for_device(self.device_, self.memory_gb)
         rng = check_random_state(self.random_state)
         X_all = self._tensor(X)
@@ -385,9 +385,9 @@ class _BaseRFM(BaseEstimator):
         def direction(idx):
             pick = idx[torch.randperm(idx.shape[0], generator=gen)[:split_rows].to(idx.device)]
             return agop_direction(
-                self.kernel, X_all[pick], Y_all[pick], bandwidth=self.bandwidth,
-                exponent=self.exponent, reg=self.reg, agop_samples=self.agop_samples,
-                block_bytes=self._block_bytes() / 2, generator=gen, fits=self._fits_more,
+                self.kernel_, X_all[pick], Y_all[pick], reg=self.reg,
+                agop_samples=self.agop_samples, block_bytes=self._block_bytes() / 2,
+                generator=gen, fits=self._fits_more,
             )  # fmt: skip
 
         self.tree_, leaf_rows = build_tree(X_all, leaf_size, direction)
@@ -553,7 +553,7 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         Landmark rows of the ``pcg`` preconditioner (memory ``n * nystrom_rank * itemsize``).
     block_memory_mb : float, default=512
         Memory budget beyond the kernel matrix. Half of it bounds the blocked temporaries (AGOP
-        blocks, see `rfmbench.models.agop.agop_bytes_per_row`; kernel rows at prediction); the
+        blocks, see `rfmbench.models.kernels.Kernel.agop_bytes_per_row`; kernel rows at prediction); the
         other half keeps the AGOP sample's kernel rows from the solve when ``s n itemsize`` fits in
         it (else the AGOP recomputes them in blocks). The Cholesky factor overwrites the kernel
         matrix in place, so the fit's peak memory is about ``n^2 itemsize + block_memory_mb +

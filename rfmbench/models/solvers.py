@@ -6,7 +6,7 @@ solve the system:
 - `exact_solve`: Cholesky of the ``n x n`` matrix (jitter and least-squares fallbacks in
   `solve_kernel_system`), then a **residual check**: ``||Y - (K + reg I) alpha|| / ||Y||``
   (Frobenius norms), the kernel recomputed in blocks with the factored matrix's own arithmetic
-  (`rfmbench.models.kernels.kernel_rows`), the products summed in float64. Above `RESIDUAL_TOL` the
+  (`rfmbench.models.kernels.Kernel.rows`), the products summed in float64. Above `RESIDUAL_TOL` the
   coefficients are repaired: up to two steps of iterative refinement (the residual in float64, the
   correction from the Cholesky factor already at hand), and if that is still not enough, a float64
   solve with the kernel rebuilt in float64 (when it fits in memory). Why: a float32 Cholesky of a
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from rfmbench.models.kernels import kernel_matrix, kernel_rows, row_blocks
+from rfmbench.models.kernels import DEFAULT_BLOCK_ELEMENTS, Kernel, block_rows_for, row_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +52,14 @@ REFINE_STEPS = 2
 class KernelSystem:
     """The matrix ``K(X, X) + reg I`` of a kernel on a metric ``M``, without forming it.
 
-    ``block_bytes`` bounds the temporaries of `matmul` (one ``b x n`` kernel block in the
-    accumulation dtype).
+    ``block_bytes`` bounds the temporaries of every blocked computation on it: the blocks of
+    `matrix` and `columns` (sized by the kernel's `Kernel.bytes_per_row`) and of `matmul` (one
+    ``b x n`` kernel block in the accumulation dtype).
     """
 
-    kernel: str
+    kernel: Kernel
     X: torch.Tensor
     M: torch.Tensor | None
-    bandwidth: float
-    exponent: float
     reg: float
     block_bytes: float = 256 * 2**20
     # A copy of the full matrix K when the caller keeps one anyway (the AGOP reuses it): the
@@ -76,25 +75,25 @@ class KernelSystem:
         M = None if self.M is None else self.M.to(dtype)
         return replace(self, X=self.X.to(dtype), M=M, cached=None)
 
+    def _block_rows(self, n_z: int) -> int:
+        """Rows per block of ``K(X, Z)`` for ``n_z`` columns: within ``block_bytes``, and at most
+        `DEFAULT_BLOCK_ELEMENTS` per block so that a block stays in cache while it is finished."""
+        per_row = self.kernel.bytes_per_row(n_z, self.X.shape[1], self.X.element_size())
+        cache_rows = max(16, DEFAULT_BLOCK_ELEMENTS // max(1, n_z))
+        return min(cache_rows, block_rows_for(self.block_bytes, per_row, self.n))
+
     def matrix(self) -> torch.Tensor:
         """``K(X, X)`` as a full ``n x n`` matrix (no ridge)."""
-        return kernel_matrix(
-            self.kernel, self.X, self.X, self.M, bandwidth=self.bandwidth, exponent=self.exponent
-        )
+        return self.kernel.matrix(self.X, self.X, self.M, block_rows=self._block_rows(self.n))
 
     def rows(self, rows: slice) -> torch.Tensor:
         if self.cached is not None:
             return self.cached[rows]
-        return kernel_rows(
-            self.kernel, self.X, rows, self.M, bandwidth=self.bandwidth, exponent=self.exponent
-        )
+        return self.kernel.rows(self.X, rows, self.M)
 
     def columns(self, idx: torch.Tensor) -> torch.Tensor:
         """``K(X, X[idx])``, shape ``(n, len(idx))``, with the self pairs exactly 1."""
-        C = kernel_matrix(
-            self.kernel, self.X, self.X[idx], self.M, bandwidth=self.bandwidth,
-            exponent=self.exponent,
-        )  # fmt: skip
+        C = self.kernel.matrix(self.X, self.X[idx], self.M, block_rows=self._block_rows(len(idx)))
         C[idx, torch.arange(len(idx), device=C.device)] = 1.0
         return C
 

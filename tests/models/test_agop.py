@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 
 from rfmbench.models.agop import agop
-from rfmbench.models.kernels import kernel_matrix
+from rfmbench.models.kernels import LaplaceKernel, make_kernel
 
 
 def _naive_kernel(kernel, x, Z, M, bandwidth, exponent, keep):
@@ -83,21 +83,20 @@ def test_agop_matches_autograd(kernel, exponent, form, metric, n_outputs, caplog
     sample = torch.randperm(n, generator=gen)[:25]
     center = n_outputs == 3 and metric == "full"
     expected = _autograd_agop(kernel, X, coef, M, sample, bandwidth, exponent, center)
-    K_solve = kernel_matrix(kernel, X, X, M, bandwidth=bandwidth, exponent=exponent)
+    k = make_kernel(kernel, bandwidth, exponent)
+    K_solve = k.matrix(X, X, M)
     for K_rows in (None, K_solve[sample]):  # kernel blocks recomputed, or kept from the solve
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="rfmbench.models.agop"):
             kwargs = dict(
-                bandwidth=bandwidth,
-                exponent=exponent,
                 sample=sample,
                 K_rows=K_rows,
                 center_grads=center,
                 block_rows=7,
                 form=form,
             )
-            G = agop(kernel, X, coef, M, **kwargs)
-            G_diag = agop(kernel, X, coef, M, diag=True, **kwargs)
+            G = agop(k, X, coef, M, **kwargs)
+            G_diag = agop(k, X, coef, M, diag=True, **kwargs)
         assert "in 4 blocks" in caplog.text  # 25 samples in blocks of 7: the blocked path ran
         assert ("gram form" in caplog.text) == (form == "gram")
         np.testing.assert_allclose(
@@ -110,8 +109,8 @@ def test_agop_all_rows_default_sample_and_single_output_vector():
     gen = torch.Generator().manual_seed(3)
     X = torch.randn(30, 4, generator=gen, dtype=torch.float64)
     coef = torch.randn(30, generator=gen, dtype=torch.float64)
-    K = kernel_matrix("laplace", X, X, bandwidth=3.0)
-    G = agop("laplace", X, coef, bandwidth=3.0, K_rows=K, block_rows=8)
+    K = LaplaceKernel(3.0).matrix(X, X)
+    G = agop(LaplaceKernel(3.0), X, coef, K_rows=K, block_rows=8)
     expected = _autograd_agop(
         "laplace", X, coef.unsqueeze(1), None, torch.arange(30), 3.0, 1.0, False
     )

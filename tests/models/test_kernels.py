@@ -9,9 +9,12 @@ import torch
 from scipy.spatial.distance import cdist
 
 from rfmbench.models.kernels import (
-    kernel_matrix,
-    kernel_rows,
+    KERNELS,
+    GaussianKernel,
+    LaplaceKernel,
+    ProductLaplaceKernel,
     mahalanobis_distances,
+    make_kernel,
     psd_power,
     row_blocks,
 )
@@ -46,16 +49,15 @@ def test_kernels_match_direct_computation(kernel, metric, exponent):
     M = {"identity": None, "full": M_full, "diag": M_diag}[metric]
     Mt = None if M is None else torch.from_numpy(M)
     out = torch.full((X.shape[0], Z.shape[0]), np.nan, dtype=torch.float64)
-    got = kernel_matrix(
-        kernel, torch.from_numpy(X), torch.from_numpy(Z), Mt, bandwidth=2.0, exponent=exponent,
-        block_rows=5, out=out,
-    )  # fmt: skip
+    got = make_kernel(kernel, 2.0, exponent).matrix(
+        torch.from_numpy(X), torch.from_numpy(Z), Mt, block_rows=5, out=out
+    )
     assert got is out  # written in place, block by block (37 rows in blocks of 5)
     expected = _reference(kernel, X, Z, M, 2.0, exponent)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-12)
     # X is Z: the symmetric path (the training kernel), with an exact zero self-distance.
     Xt = torch.from_numpy(X)
-    sym = kernel_matrix(kernel, Xt, Xt, Mt, bandwidth=2.0, exponent=exponent, block_rows=5)
+    sym = make_kernel(kernel, 2.0, exponent).matrix(Xt, Xt, Mt, block_rows=5)
     np.testing.assert_allclose(sym.numpy(), _reference(kernel, X, X, M, 2.0, exponent), rtol=1e-9)
     assert torch.all(sym.diagonal() == 1.0)
 
@@ -75,9 +77,7 @@ def test_mahalanobis_distances_and_exact_zero_self_distance():
 def test_float32_uncentred_data_keeps_accuracy():
     # The mean shift keeps the |x|^2 + |z|^2 - 2 x.z expansion accurate far from the origin.
     X, Z, M, _ = _data(2, offset=1000.0)
-    got = kernel_matrix(
-        "laplace", torch.from_numpy(X).float(), torch.from_numpy(Z).float(), None, bandwidth=2.0
-    )
+    got = LaplaceKernel(2.0).matrix(torch.from_numpy(X).float(), torch.from_numpy(Z).float())
     np.testing.assert_allclose(got.numpy(), _reference("laplace", X, Z, None, 2.0, 1.0), atol=1e-4)
 
 
@@ -98,9 +98,9 @@ def test_row_blocks_cover_rows_once():
 def test_unknown_kernel_and_bad_metric_shape():
     X = torch.zeros(3, 2)
     with pytest.raises(ValueError, match="unknown kernel"):
-        kernel_matrix("cosine", X, X, bandwidth=1.0)
+        make_kernel("cosine", 1.0)
     with pytest.raises(ValueError, match="M must have shape"):
-        kernel_matrix("laplace", X, X, torch.eye(3), bandwidth=1.0)
+        LaplaceKernel(1.0).matrix(X, X, torch.eye(3))
 
 
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian", "product_laplace"])
@@ -108,10 +108,48 @@ def test_kernel_rows_are_rows_of_the_training_matrix(kernel):
     X, _, M, _ = _data(7, n=50)
     X = torch.tensor(np.vstack([X, X[:5]]))  # exact duplicates: distance 0 off the diagonal too
     M = torch.tensor(M)
-    full = kernel_matrix(kernel, X, X, M, bandwidth=2.0, exponent=1.0)
+    full = make_kernel(kernel, 2.0).matrix(X, X, M)
     for rows in row_blocks(55, 13):
-        block = kernel_rows(kernel, X, rows, M, bandwidth=2.0, exponent=1.0)
+        block = make_kernel(kernel, 2.0).rows(X, rows, M)
         # Equal up to the product's rounding; at distance ~0 the Laplace square root lifts it to
         # sqrt(eps) ~ 1e-8 (the duplicates).
         torch.testing.assert_close(block, full[rows], rtol=0, atol=1e-7)
         assert torch.all(block.diagonal(offset=rows.start) == 1.0)
+
+
+def test_make_kernel_names_each_class_once_and_compares_by_value():
+    assert KERNELS == ("laplace", "gaussian", "product_laplace")
+    assert type(make_kernel("gaussian", 2.5)) is GaussianKernel
+    assert make_kernel("product_laplace", 1.0).radial is False
+    assert LaplaceKernel(10.0) == make_kernel("laplace", 10.0, 1.0) != LaplaceKernel(10.0, 0.5)
+    assert repr(LaplaceKernel(10.0)) == "LaplaceKernel(bandwidth=10, exponent=1)"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_bytes_per_row_bounds_a_block_computed_alone(kernel):
+    """A block of kernel rows sized by `bytes_per_row` holds its output and its temporaries."""
+    X = torch.randn(300, 8, dtype=torch.float64)
+    k = make_kernel(kernel, 3.0)
+    per_row = k.bytes_per_row(300, 8, 8)
+    assert per_row >= 8 * 300  # at least the row itself
+    # product_laplace keeps cdist's result beside the block: twice the row.
+    assert (per_row >= 2 * 8 * 300) == (kernel == "product_laplace")
+    torch.testing.assert_close(k.matrix(X[:40], X, block_rows=7), k.matrix(X[:40], X))
+
+
+def test_radial_gradient_weights_match_the_kernel_derivative():
+    """d/dx K(x, z) = scale * W * (x - z) for the radial kernels, against autograd of the formula."""
+    x0 = torch.tensor([[0.3, -1.2, 0.5]], dtype=torch.float64)
+    z = torch.tensor([[1.0, 0.4, -0.7]], dtype=torch.float64)
+    formulas = {
+        LaplaceKernel(2.0): lambda x: torch.exp(-(x - z).norm() / 2.0),
+        LaplaceKernel(2.0, 0.7): lambda x: torch.exp(-((x - z).norm() ** 0.7) / 2.0),
+        GaussianKernel(1.5): lambda x: torch.exp(-((x - z).norm() ** 2) / (2 * 1.5**2)),
+    }
+    for k, formula in formulas.items():
+        x = x0.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(formula(x), x)
+        W, scale = k.gradient_weights(k.matrix(x0, z))
+        torch.testing.assert_close(grad, scale * W * (x0 - z))
+    with pytest.raises(NotImplementedError):
+        ProductLaplaceKernel(1.0).gradient_weights(torch.ones(1, 1))

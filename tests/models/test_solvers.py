@@ -12,7 +12,7 @@ import scipy.linalg
 import torch
 
 from rfmbench.models import solvers
-from rfmbench.models.kernels import kernel_matrix
+from rfmbench.models.kernels import LaplaceKernel, make_kernel
 from rfmbench.models.solvers import (
     KernelSystem,
     exact_solve,
@@ -35,13 +35,13 @@ def _titanic():
 def _direct(X, Y, reg, bandwidth=10.0, kernel="laplace"):
     """The float64 solution by scipy, straight from a float64 kernel matrix."""
     X64 = torch.from_numpy(X)
-    K = kernel_matrix(kernel, X64, X64, bandwidth=bandwidth).numpy()
+    K = make_kernel(kernel, bandwidth).matrix(X64, X64).numpy()
     return scipy.linalg.solve(K + reg * np.eye(len(X)), Y, assume_a="pos")
 
 
 def _system(X, reg, dtype, **kw):
     X_t = torch.tensor(X, dtype=dtype)
-    return KernelSystem("laplace", X_t, None, kw.get("bandwidth", 10.0), 1.0, reg)
+    return KernelSystem(LaplaceKernel(kw.get("bandwidth", 10.0)), X_t, None, reg)
 
 
 def test_titanic_float32_cholesky_is_unsound_and_the_check_repairs_it(caplog):
@@ -62,7 +62,7 @@ def test_titanic_float32_cholesky_is_unsound_and_the_check_repairs_it(caplog):
     assert "repaired" in caplog.text
     # Against scipy's float64 solve: the fitted values agree to the tolerance's order.
     direct = _direct(X, Y, 1e-3)
-    K = kernel_matrix("laplace", torch.from_numpy(X), torch.from_numpy(X), bandwidth=10.0).numpy()
+    K = LaplaceKernel(10.0).matrix(torch.from_numpy(X), torch.from_numpy(X)).numpy()
     repaired_error = np.abs(K @ sol.coef.numpy() - K @ direct).max()
     plain_error = np.abs(K @ plain.double().numpy() - K @ direct).max()
     assert repaired_error < 1e-3 < 5e-3 < plain_error, (repaired_error, plain_error)
@@ -96,7 +96,7 @@ def test_near_singular_kernel_matches_the_direct_solve():
     reg = 1e-6
     sol = exact_solve(_system(X, reg, torch.float32), torch.tensor(Y, dtype=torch.float32))
     assert sol.residual <= solvers.RESIDUAL_TOL
-    K = kernel_matrix("laplace", torch.from_numpy(X), torch.from_numpy(X), bandwidth=10.0).numpy()
+    K = LaplaceKernel(10.0).matrix(torch.from_numpy(X), torch.from_numpy(X)).numpy()
     direct = _direct(X, Y, reg)
     scale = np.abs(Y).max()
     assert np.abs(K @ sol.coef.double().numpy() - K @ direct).max() < 1e-2 * scale
@@ -119,8 +119,9 @@ def test_matmul_is_the_matrix_product():
     M = torch.tensor(np.diag(rng.uniform(0.5, 2, size=6)))
     A = torch.tensor(rng.normal(size=(130, 3)))
     for kernel in ("laplace", "gaussian", "product_laplace"):
-        system = KernelSystem(kernel, X, M, 3.0, 1.0, 0.1, block_bytes=8 * 130 * 17)  # 17 rows
-        K = kernel_matrix(kernel, X, X, M, bandwidth=3.0)
+        k = make_kernel(kernel, 3.0)
+        system = KernelSystem(k, X, M, 0.1, block_bytes=8 * 130 * 17)  # 17 rows
+        K = k.matrix(X, X, M)
         torch.testing.assert_close(system.matmul(A), K @ A + 0.1 * A, rtol=1e-12, atol=1e-12)
 
 
