@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["RFMClassifier", "RFMRegressor", "RunConfig", "RunResult", "__version__", "run"]
+__all__ = [
+    "CompareResult",
+    "RFMClassifier",
+    "RFMRegressor",
+    "RunConfig",
+    "RunResult",
+    "__version__",
+    "compare",
+    "run",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,7 +27,7 @@ def __getattr__(name: str) -> Any:
         from rfmbench.config import RunConfig
 
         return RunConfig
-    if name in ("run", "RunResult"):
+    if name in ("run", "RunResult", "compare", "CompareResult"):
         from rfmbench import benchmark
 
         return getattr(benchmark, name)

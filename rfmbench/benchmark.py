@@ -1,21 +1,25 @@
-"""A benchmark run end to end, as one call: plan, resume check, execution, results, leaderboard.
+"""The library's two commands, each one call: a benchmark run and a comparison of runs.
 
-``rfmbench run`` is this function with its options parsed into a RunConfig::
+``rfmbench run`` is `run` with its options parsed into a RunConfig (plan, resume check,
+execution, results, leaderboard); ``rfmbench compare`` is `compare` (merge results files, rank on
+TabArena's terms, tests, table and figures); the CLI only renders what they return::
 
     import rfmbench
 
     result = rfmbench.run(rfmbench.RunConfig(datasets=("iris", "wine"), folds=3))
     print(result.leaderboard)
+    comparison = rfmbench.compare([result.results_path], plot_dir="figures")
+    print(comparison.summary())
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +29,9 @@ from rfmbench.results import read_run, run_path, write_frame
 from rfmbench.runner.executors import make_executor
 from rfmbench.runner.jobs import OnResult, OnStart
 from rfmbench.runner.plan import Plan, check_resumable, make_plan, pending_jobs, run_plan
+
+if TYPE_CHECKING:
+    from rfmbench.comparison.stats import KindComparison
 
 # total jobs to run -> a context giving (on_start, on_done) callbacks, e.g. a progress bar.
 Progress = Callable[[int], AbstractContextManager[tuple[OnStart, OnResult]]]
@@ -56,7 +63,7 @@ def run(
     (when its settings match); ``on_planned(plan, n_to_run)`` is called once the plan and the
     jobs still to run are known, ``progress(n_to_run)`` wraps the execution.
     """
-    from rfmbench.compare.leaderboard import leaderboard
+    from rfmbench.comparison.leaderboard import leaderboard
 
     config = (config or RunConfig()).replace(**changes).check()
     executor = make_executor(
@@ -84,3 +91,71 @@ def run(
 @contextlib.contextmanager
 def _no_progress(total: int):
     yield (lambda job: None), (lambda job, row: None)
+
+
+@dataclass
+class CompareResult:
+    """What a comparison produced: the merged rows, one comparison per task kind, files written."""
+
+    paths: list[Path]  # the results files read, globs expanded
+    rows: pd.DataFrame  # merged: a later file's row for the same (dataset, fold, model) wins
+    replaced: int  # rows of earlier files replaced that way
+    comparisons: list[KindComparison]
+    table_path: Path | None = None
+    figures: list[Path] = field(default_factory=list)
+    skipped_figures: list[str] = field(default_factory=list)  # why a figure asked for was not drawn
+
+    def summary(self) -> pd.DataFrame:
+        """One row per (task kind, model): the table ``--out`` writes."""
+        from rfmbench.comparison.stats import summary_frame
+
+        return summary_frame(self.comparisons)
+
+
+def compare(
+    files: Sequence[str | Path],
+    *,
+    metric: str | None = None,
+    impute_with: str | None = "auto",
+    elo_reference: str | None = "auto",
+    out: Path | str | None = None,
+    plot: Path | str | None = None,
+    plot_dir: Path | str | None = None,
+    pair: str | Sequence[str] | None = None,
+    seed: int = 0,
+) -> CompareResult:
+    """Compare the runs in ``files`` (glob patterns allowed) per task kind.
+
+    Every option is checked before a file is read (`rfmbench.comparison.stats.check_options`).
+    The files are merged (a later file's row for the same job wins), the models ranked on
+    TabArena's terms (Elo with a bootstrap interval from ``seed``, improvability, win rate, mean
+    rank, failures imputed by ``impute_with``) with Friedman / Nemenyi / Wilcoxon-Holm tests on
+    ``metric`` (None: TabArena's per task). ``out`` receives the table as CSV; ``plot`` the
+    critical-difference diagram, ``plot_dir`` every figure (``pair``: the two models of the
+    scatter).
+    """
+    from rfmbench.comparison.plots import write_plots
+    from rfmbench.comparison.stats import check_options, merge_runs, summary_frame
+    from rfmbench.comparison.stats import compare as compare_rows
+    from rfmbench.results import expand_paths
+
+    out, plot, plot_dir = (None if p is None else Path(p) for p in (out, plot, plot_dir))
+    chosen_pair = check_options(
+        metric=metric,
+        out=out,
+        plot=plot,
+        plot_dir=plot_dir,
+        pair=pair,
+        seed=seed,
+        impute_with=impute_with,
+        elo_reference=elo_reference,
+    )
+    paths = expand_paths([str(f) for f in files])
+    rows, replaced = merge_runs([read_run(path) for path in paths])
+    comparisons = compare_rows(
+        rows, metric, seed=seed, impute_with=impute_with, elo_reference=elo_reference
+    )
+    if out is not None:
+        write_frame(out, summary_frame(comparisons))
+    figures, skipped = write_plots(comparisons, plot=plot, plot_dir=plot_dir, pair=chosen_pair)
+    return CompareResult(paths, rows, replaced, comparisons, out, figures, skipped)

@@ -328,30 +328,6 @@ def _describe(axis: object) -> str:
     return str(axis)
 
 
-def expand_paths(patterns: list[str]) -> list[Path]:
-    """Paths as given, with glob patterns the shell left alone expanded (sorted, no repeats).
-
-    Files that look like ours but are not results (``*-leaderboard.csv``) are skipped when they
-    come from a pattern; named outright, they are read and rejected with a clear message.
-    """
-    import glob
-
-    from rfmbench.errors import ResultsFileError
-
-    paths: list[Path] = []
-    for pattern in patterns:
-        if Path(pattern).exists() or not glob.has_magic(pattern):
-            if not Path(pattern).is_file():
-                raise ResultsFileError(f"results file not found: {pattern}")
-            paths.append(Path(pattern))
-            continue
-        matches = sorted(p for p in glob.glob(pattern) if not p.endswith("-leaderboard.csv"))
-        if not matches:
-            raise ResultsFileError(f"no results file matches {pattern}")
-        paths += [Path(p) for p in matches]
-    return list(dict.fromkeys(paths))
-
-
 @app.command()
 def compare(
     files: Annotated[
@@ -414,36 +390,31 @@ def compare(
     """Merge FILES (a later file's row for the same job wins) and rank the models per task kind
     on TabArena's terms (Elo with a 95% interval, improvability, win rate, mean rank, imputed
     failures), run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
-    from rfmbench.compare.plots import write_plots
-    from rfmbench.compare.stats import check_options, comparisons_json, merge_runs, summary_frame
-    from rfmbench.compare.stats import compare as compare_runs
-    from rfmbench.results import read_run, write_frame
+    from rfmbench.benchmark import compare as compare_files
+    from rfmbench.comparison.stats import check_options, comparisons_json, summary_frame
 
     with user_errors():
-        chosen_pair = check_options(
+        check_options(format=format)
+        # With a machine-readable format, stdout holds only the data.
+        say = render.info if format == "table" else render.note
+        result = compare_files(
+            files,
             metric=metric,
+            impute_with=impute_with,
+            elo_reference=elo_reference,
             out=out,
             plot=plot,
             plot_dir=plot_dir,
             pair=pair,
             seed=seed,
-            impute_with=impute_with,
-            elo_reference=elo_reference,
-            format=format,
         )
-        # With a machine-readable format, stdout holds only the data.
-        say = render.info if format == "table" else render.note
-        paths = expand_paths(files)
-        results, replaced = merge_runs([read_run(path) for path in paths])
-        if replaced:
+        if result.replaced:
             render.warning(
-                f"{replaced} rows of earlier files were replaced by later files' rows for the "
-                f"same (dataset, fold, model)"
+                f"{result.replaced} rows of earlier files were replaced by later files' rows for "
+                f"the same (dataset, fold, model)"
             )
-        comparisons = compare_runs(
-            results, metric, seed=seed, impute_with=impute_with, elo_reference=elo_reference
-        )
-        say(f"compared {len(paths)} file(s), {len(results)} rows")
+        say(f"compared {len(result.paths)} file(s), {len(result.rows)} rows")
+        comparisons = result.comparisons
         if format == "table":
             for comparison in comparisons:
                 render.comparison(comparison)
@@ -455,18 +426,11 @@ def compare(
             render.print_text(render.comparisons_latex(comparisons))
         else:
             render.print_text(comparisons_json(comparisons))
-        if out is not None:
-            write_frame(out, summary_frame(comparisons))
-            say(f"table: {out}")
-        written, skipped = write_plots(
-            comparisons,
-            plot=plot,
-            plot_dir=plot_dir,
-            pair=chosen_pair,
-        )
-        for message in skipped:
+        if result.table_path is not None:
+            say(f"table: {result.table_path}")
+        for message in result.skipped_figures:
             render.warning(message)
-        for path in written:
+        for path in result.figures:
             say(f"figure: {path}")
 
 

@@ -237,7 +237,7 @@ def kind_title(result: Any) -> str:
     better = "higher" if result.greater_is_better else "lower"
     metric = result.metric
     if metric == "error":
-        from rfmbench.compare.leaderboard import describe_metrics
+        from rfmbench.comparison.leaderboard import describe_metrics
 
         metric = f"error of {describe_metrics(result.tasks.metrics)}"
     return f"{result.kind}: {metric} ({better} is better), {result.n_datasets} datasets"

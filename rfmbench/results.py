@@ -163,3 +163,25 @@ def write_frame(path: Path, frame: pd.DataFrame) -> None:
 def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     """Write the run's configuration and environment as JSON atomically."""
     write_atomic(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def expand_paths(patterns: list[str]) -> list[Path]:
+    """Paths as given, with glob patterns the shell left alone expanded (sorted, no repeats).
+
+    Files that look like ours but are not results (``*-leaderboard.csv``) are skipped when they
+    come from a pattern; named outright, they are read and rejected with a clear message.
+    """
+    import glob
+
+    paths: list[Path] = []
+    for pattern in patterns:
+        if Path(pattern).exists() or not glob.has_magic(pattern):
+            if not Path(pattern).is_file():
+                raise ResultsFileError(f"results file not found: {pattern}")
+            paths.append(Path(pattern))
+            continue
+        matches = sorted(p for p in glob.glob(pattern) if not p.endswith("-leaderboard.csv"))
+        if not matches:
+            raise ResultsFileError(f"no results file matches {pattern}")
+        paths += [Path(p) for p in matches]
+    return list(dict.fromkeys(paths))

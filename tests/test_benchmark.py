@@ -58,3 +58,33 @@ def test_a_run_id_resumed_with_other_settings_is_refused(tmp_path: Path) -> None
     rfmbench.run(rfmbench.RunConfig(**SMALL, out=tmp_path, run_id="r"))
     with pytest.raises(ResultsFileError, match=r"threads 1 -> 2"):
         rfmbench.run(rfmbench.RunConfig(**SMALL, out=tmp_path, run_id="r", threads=2))
+
+
+def test_compare_is_one_library_call_with_the_cli_table(tmp_path: Path) -> None:
+    """rfmbench.compare merges, ranks and writes what `rfmbench compare` writes."""
+    rfmbench.run(rfmbench.RunConfig(**SMALL, out=tmp_path, run_id="a"))
+    result = rfmbench.compare(
+        [str(tmp_path / "a*.csv")], out=tmp_path / "lib.csv", plot_dir=tmp_path / "figs"
+    )
+    assert result.paths == [tmp_path / "a.csv"]  # the glob, leaderboards left out
+    assert result.replaced == 0 and len(result.rows) == 8
+    assert [c.kind for c in result.comparisons] == ["classification", "regression"]
+    assert result.table_path == tmp_path / "lib.csv" and result.figures
+    assert all(path.is_file() and path.stat().st_size > 0 for path in result.figures)
+    cli = CliRunner().invoke(
+        app, ["compare", str(tmp_path / "a.csv"), "--out", str(tmp_path / "cli.csv")]
+    )
+    assert cli.exit_code == 0, cli.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cli.csv"), pd.read_csv(result.table_path))
+    pd.testing.assert_frame_equal(
+        result.summary().reset_index(drop=True),
+        pd.read_csv(result.table_path),
+        check_dtype=False,
+    )
+
+
+def test_compare_checks_options_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(BadOption, match="--pair needs two different"):
+        rfmbench.compare(["missing.csv"], pair="rfm")
+    with pytest.raises(ResultsFileError, match="results file not found: missing.csv"):
+        rfmbench.compare(["missing.csv"])

@@ -190,7 +190,7 @@ def test_a_bad_value_in_a_real_subprocess(tmp_path: Path) -> None:
 
 
 def test_the_library_gives_python_users_the_same_errors(tmp_path: Path) -> None:
-    from rfmbench.compare.stats import check_options
+    from rfmbench.comparison.stats import check_options
     from rfmbench.errors import BadOption
     from rfmbench.files import check_out_dir
 
@@ -229,7 +229,7 @@ def mode(path: Path) -> int:
 def test_files_we_write_get_their_mode_from_the_umask(tmp_path: Path, umask: int) -> None:
     from matplotlib.figure import Figure
 
-    from rfmbench.compare.plots import save_figure
+    from rfmbench.comparison.plots import save_figure
     from rfmbench.sources.cache import write_dir_atomically
     from rfmbench.suites import write_lock
 

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from rfmbench import render
-from rfmbench.compare.leaderboard import leaderboard
-from rfmbench.compare.stats import compare, win_rates
+from rfmbench.comparison.leaderboard import leaderboard
+from rfmbench.comparison.stats import compare, win_rates
 
 
 @pytest.fixture

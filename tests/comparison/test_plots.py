@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rfmbench.compare.plots import (
+from rfmbench.comparison.plots import (
     cd_diagram,
     default_pair,
     pair_scatter,
@@ -16,7 +16,7 @@ from rfmbench.compare.plots import (
     save_figure,
     write_plots,
 )
-from rfmbench.compare.stats import compare
+from rfmbench.comparison.stats import compare
 from rfmbench.errors import BadOption
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

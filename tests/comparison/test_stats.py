@@ -10,7 +10,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats
 
-from rfmbench.compare.stats import (
+from rfmbench.comparison.stats import (
     bootstrap_ci,
     compare,
     compare_kind,

@@ -1,5 +1,5 @@
 """The tabarena suite against TabArena-v0.1's own task metadata (a copy of its columns in
-tests/compare/data, one row per split), offline."""
+tests/comparison/data, one row per split), offline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from rfmbench.cli import app
-from rfmbench.compare.leaderboard import DEFAULT_METRIC
+from rfmbench.comparison.leaderboard import DEFAULT_METRIC
 from rfmbench.suites import get_suite
 
 METADATA = Path(__file__).parent / "data" / "tabarena_v0.1_tasks_metadata.csv"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rfmbench.compare import tabarena
+from rfmbench.comparison import tabarena
 
 # Three datasets, three models, errors (lower is better):
 #   t1: a 0.1  b 0.2  c 0.4      a best; improvability b 1 - .1/.2 = .5, c 1 - .1/.4 = .75

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rfmbench.compare import tabarena
+from rfmbench.comparison import tabarena
 from rfmbench.errors import BadOption
 from rfmbench.metrics import GREATER_IS_BETTER, PRIMARY_METRIC
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rfmbench.compare.leaderboard import (
+from rfmbench.comparison.leaderboard import (
     dataset_metrics,
     dataset_ranks,
     dataset_scores,

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rfmbench.compare import tabarena
-from rfmbench.compare.leaderboard import (
+from rfmbench.comparison import tabarena
+from rfmbench.comparison.leaderboard import (
     AUTO,
     NONE,
     TaskSet,
@@ -165,7 +165,7 @@ def check_options(
     if out is not None:
         check_out_file(out, "--out")
     if plot is not None:
-        from rfmbench.compare.plots import check_plot_path
+        from rfmbench.comparison.plots import check_plot_path
 
         check_out_file(plot, "--plot")
         check_plot_path(plot)
