@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import loguniform, randint, uniform
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rfmbench.models.spec import ModelSpec
+from rfmbench.models.validation import validation_split
 
 
 class _BoostedTrees(BaseEstimator):
@@ -97,13 +97,13 @@ class _BoostedTrees(BaseEstimator):
         X, y = validate_data(self, X, y)
         if isinstance(self, ClassifierMixin):
             self.classes_, y = np.unique(y, return_inverse=True)
-        if X_val is None and self.val_fraction > 0:
-            stratify = (
-                y if isinstance(self, ClassifierMixin) and np.bincount(y).min() >= 2 else None
-            )
-            X, X_val, y, y_val = train_test_split(
-                X, y, test_size=self.val_fraction, random_state=self.random_state, stratify=stratify
-            )
+        split = None
+        if X_val is None:
+            labels = y if isinstance(self, ClassifierMixin) else None
+            split = validation_split(len(X), self.val_fraction, labels, self.random_state)
+        if split is not None:
+            (train, val) = split
+            X, X_val, y, y_val = X[train], X[val], y[train], y[val]
         elif X_val is not None and isinstance(self, ClassifierMixin):
             y_val = np.searchsorted(self.classes_, y_val)
         if X_val is None:

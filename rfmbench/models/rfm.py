@@ -33,7 +33,6 @@ import scipy.special
 import scipy.stats
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -55,6 +54,7 @@ from rfmbench.models.partition import agop_direction, build_tree, route
 from rfmbench.models.solvers import KernelSystem, exact_solve, pcg_solve
 from rfmbench.models.solvers import solve_kernel_system as solve_kernel_system  # re-export
 from rfmbench.models.spec import ModelSpec
+from rfmbench.models.validation import validation_split
 
 logger = logging.getLogger(__name__)
 
@@ -169,22 +169,14 @@ class _BaseRFM(BaseEstimator):
         return T
 
     def _split(self, n: int, labels: np.ndarray | None, rng: np.random.RandomState):
-        """Seeded train / validation row indices; stratified on ``labels`` when every class can be."""
-        if n < 2:
+        """Seeded train / validation row indices (`rfmbench.models.validation`)."""
+        split = validation_split(n, self.val_fraction, labels, rng)
+        if split is None:
             raise ValueError(
                 f"{type(self).__name__}: needs at least 2 samples to carve a validation split "
                 f"(iters > 0 and no X_val), got {n} sample"
             )
-        n_val = min(n - 1, max(1, round(self.val_fraction * n)))
-        stratify = None
-        if labels is not None:
-            counts = np.bincount(labels)
-            counts = counts[counts > 0]
-            if counts.min() >= 2 and len(counts) <= min(n_val, n - n_val):
-                stratify = labels
-        return train_test_split(
-            np.arange(n), test_size=n_val, random_state=rng, shuffle=True, stratify=stratify
-        )
+        return split
 
     # -- the plan -----------------------------------------------------------------------------------
 

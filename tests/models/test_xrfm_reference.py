@@ -30,7 +30,7 @@ def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_the_rows_refit_uses_every_training_row(kind: str, fit_calls: list[dict]) -> None:
     task = make_task(kind)
-    config = JobConfig(run_id="t", seed=0, inner_folds=2, budget=2, device="cpu", n_jobs=1)
+    config = JobConfig(run_id="t", seed=0, inner_folds=2, budget=2, device="cpu", threads=1)
     row = run_job(Job(task.name, 0, "xrfm"), task, config)
     assert row["status"] == "ok", row.get("error")
     n_train = len(task.splits[0].train)
@@ -60,6 +60,8 @@ def test_iteration_chosen_on_validation_goes_to_the_refit() -> None:
 
 
 def test_paper_protocol_searches_the_same_grid_as_rfm() -> None:
-    assert SPEC.paper_space == get_model("rfm").paper_space
+    rfm_grid = get_model("rfm").paper_space
+    assert SPEC.paper_space == {axis: rfm_grid[axis] for axis in SPEC.paper_space}
+    assert set(rfm_grid) - set(SPEC.paper_space) == {"agop_scale", "max_leaf_size", "dtype"}
     row_normed = XRFMRegressor(iters=0, row_norm=True).fit(np.eye(3) * [1, 2, 3], [1.0, 2.0, 3.0])
     np.testing.assert_allclose(row_normed.predict(5 * np.eye(3)), row_normed.predict(np.eye(3)))
