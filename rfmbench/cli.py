@@ -224,6 +224,8 @@ def run(
     offline: OfflineOption = False,
 ) -> None:
     """Benchmark MODELS on SUITE, write OUT/RUN_ID.csv and print the ranked leaderboard."""
+    # Long only in its signature (typer reads each option from it); the body builds a RunConfig,
+    # makes one library call (rfmbench.run) and renders.
     from rfmbench.benchmark import run as run_benchmark
     from rfmbench.config import RunConfig
 
@@ -390,6 +392,8 @@ def compare(
     """Merge FILES (a later file's row for the same job wins) and rank the models per task kind
     on TabArena's terms (Elo with a 95% interval, improvability, win rate, mean rank, imputed
     failures), run Friedman / Nemenyi / Wilcoxon-Holm tests and optionally write a CSV and plots."""
+    # Long only in its signature (typer reads each option from it); the body makes one library
+    # call (rfmbench.compare) and renders.
     from rfmbench.benchmark import compare as compare_files
     from rfmbench.comparison.stats import check_options, comparisons_json, summary_frame
 

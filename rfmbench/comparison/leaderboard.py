@@ -172,31 +172,33 @@ class TaskSet:
 def resolve_impute_with(results: pd.DataFrame, impute_with: str | None) -> str | None:
     """``"auto"``: the default baseline when it is in the results, else the common tasks;
     ``"none"`` or None: the common tasks; a model name: that model (it must be in the results)."""
-    models = set(results["model"].unique())
-    if impute_with in (None, NONE):
-        return None
-    if impute_with == AUTO:
-        return DEFAULT_IMPUTE_WITH if DEFAULT_IMPUTE_WITH in models else None
-    if impute_with not in models:
-        raise BadOption(
-            f"--impute-with {impute_with}: no results for that model",
-            hint=f"choose one of {', '.join(sorted(models))}, or 'none' for the common tasks",
-        )
-    return impute_with
+    models = sorted(results["model"].unique())
+    return _resolve_model_option(
+        "--impute-with", impute_with, models, DEFAULT_IMPUTE_WITH, "'none' for the common tasks"
+    )
 
 
 def resolve_elo_reference(models: list[str], reference: str | None) -> str | None:
     """``"auto"``: the default reference when present, else none (the models average 1000)."""
-    if reference in (None, NONE):
+    return _resolve_model_option(
+        "--elo-reference", reference, models, DEFAULT_ELO_REFERENCE, "'none' to centre the ratings"
+    )
+
+
+def _resolve_model_option(
+    option: str, value: str | None, models: list[str], default: str, none_means: str
+) -> str | None:
+    """A model-naming option: None / ``"none"`` -> None, ``"auto"`` -> ``default`` when present."""
+    if value in (None, NONE):
         return None
-    if reference == AUTO:
-        return DEFAULT_ELO_REFERENCE if DEFAULT_ELO_REFERENCE in models else None
-    if reference not in models:
+    if value == AUTO:
+        return default if default in models else None
+    if value not in models:
         raise BadOption(
-            f"--elo-reference {reference}: no results for that model",
-            hint=f"choose one of {', '.join(sorted(models))}, or 'none' to centre the ratings",
+            f"{option} {value}: no results for that model",
+            hint=f"choose one of {', '.join(sorted(models))}, or {none_means}",
         )
-    return reference
+    return value
 
 
 def _fold_table(

@@ -178,6 +178,18 @@ class _BaseRFM(BaseEstimator):
             )
         return split
 
+    def _checked_val_rows(self, X_val, y_val) -> np.ndarray:
+        """Validation rows given to ``fit``: both parts present, as many features as ``X``."""
+        if X_val is None or y_val is None:
+            raise ValueError(f"{type(self).__name__}: pass both X_val and y_val, or neither")
+        X_val = check_array(X_val, dtype=[np.float64, np.float32])
+        if X_val.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{type(self).__name__}: X_val has {X_val.shape[1]} features, X has "
+                f"{self.n_features_in_}"
+            )
+        return X_val
+
     # -- the plan -----------------------------------------------------------------------------------
 
     def _block_bytes(self) -> float:
@@ -627,14 +639,7 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         return self._fit(X, Y, X_val, Y_val, None, score)
 
     def _check_val(self, X_val, y_val, n_outputs):
-        if X_val is None or y_val is None:
-            raise ValueError(f"{type(self).__name__}: pass both X_val and y_val, or neither")
-        X_val = check_array(X_val, dtype=[np.float64, np.float32])
-        if X_val.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"{type(self).__name__}: X_val has {X_val.shape[1]} features, X has "
-                f"{self.n_features_in_}"
-            )
+        X_val = self._checked_val_rows(X_val, y_val)
         Y_val = np.asarray(y_val, dtype=np.float64).reshape(len(X_val), -1)
         if Y_val.shape[1] != n_outputs:
             raise ValueError(
@@ -719,14 +724,7 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
         return self
 
     def _check_val(self, X_val, y_val):
-        if X_val is None or y_val is None:
-            raise ValueError(f"{type(self).__name__}: pass both X_val and y_val, or neither")
-        X_val = check_array(X_val, dtype=[np.float64, np.float32])
-        if X_val.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"{type(self).__name__}: X_val has {X_val.shape[1]} features, X has "
-                f"{self.n_features_in_}"
-            )
+        X_val = self._checked_val_rows(X_val, y_val)
         y_val = np.asarray(y_val).ravel()
         labels = np.searchsorted(self.classes_, y_val).clip(0, len(self.classes_) - 1)
         if len(y_val) != len(X_val) or np.any(self.classes_[labels] != y_val):

@@ -46,27 +46,12 @@ def load(ref: DatasetRef, ctx: LoadContext) -> Task:
     if ref.name in GENERATED:
         make, kind, source = GENERATED[ref.name]
         X, y = make()
-        return Task(
-            name=ref.name,
-            kind=kind,
-            X=X,
-            y=y,
-            categorical=(),
-            splits=kfold_splits(y, kind, ctx.folds, ctx.seed),
-            source=source,
-        )
-    if ref.name not in LOADERS:
+    elif ref.name in LOADERS:
+        function, kind = LOADERS[ref.name]
+        bunch = getattr(sk_datasets, function)(as_frame=True)
+        X, y = bunch.data.astype(float), np.asarray(bunch.target)
+        source = f"scikit-learn {function}"
+    else:
         raise unknown("embedded dataset", ref.name, [*LOADERS, *GENERATED])
-    function, kind = LOADERS[ref.name]
-    bunch = getattr(sk_datasets, function)(as_frame=True)
-    X: pd.DataFrame = bunch.data.astype(float)
-    y = np.asarray(bunch.target)
-    return Task(
-        name=ref.name,
-        kind=kind,
-        X=X,
-        y=y,
-        categorical=(),
-        splits=kfold_splits(y, kind, ctx.folds, ctx.seed),
-        source=f"scikit-learn {function}",
-    )
+    splits = kfold_splits(y, kind, ctx.folds, ctx.seed)
+    return Task(name=ref.name, kind=kind, X=X, y=y, categorical=(), splits=splits, source=source)

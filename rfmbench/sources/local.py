@@ -214,25 +214,7 @@ def load(ref: DatasetRef, ctx: LoadContext) -> Task:
     if kind not in KINDS:
         raise BadOption(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
     categorical = _categorical(X, params.get("categorical"), declared)
-    if kind == "classification":
-        classes = y_series.nunique()
-        if classes < 2:
-            raise DataSourceError(
-                f"target column '{target}' of {path} has a single class "
-                f"({_plain(y_series.iloc[0])!r}); nothing to classify"
-            )
-        y = np.asarray(y_series.astype(object) if not _integer_valued(y_series) else y_series)
-        smallest = int(y_series.value_counts().min())
-        if smallest < ctx.folds:
-            log.warning(
-                "%s: the rarest class has %d rows, fewer than %d folds", path, smallest, ctx.folds
-            )
-    else:
-        if not pd.api.types.is_numeric_dtype(y_series) or pd.api.types.is_bool_dtype(y_series):
-            raise DataSourceError(
-                f"--kind regression needs a numeric target; column '{target}' of {path} is not"
-            )
-        y = y_series.to_numpy(dtype=np.float64)
+    y = _target_values(y_series, kind, path, target, ctx.folds)
     if len(y) < ctx.folds:
         raise DataSourceError(f"{path} has {len(y)} rows, fewer than the {ctx.folds} outer folds")
     return Task(
@@ -244,6 +226,29 @@ def load(ref: DatasetRef, ctx: LoadContext) -> Task:
         splits=kfold_splits(y, kind, ctx.folds, ctx.seed),
         source=f"file {path.resolve()} sha256:{_sha256(path)[:16]}",
     )
+
+
+def _target_values(
+    y_series: pd.Series, kind: str, path: Path, target: str, folds: int
+) -> np.ndarray:
+    """The target column as the task's ``y``, checked for its kind."""
+    if kind == "classification":
+        if y_series.nunique() < 2:
+            raise DataSourceError(
+                f"target column '{target}' of {path} has a single class "
+                f"({_plain(y_series.iloc[0])!r}); nothing to classify"
+            )
+        smallest = int(y_series.value_counts().min())
+        if smallest < folds:
+            log.warning(
+                "%s: the rarest class has %d rows, fewer than %d folds", path, smallest, folds
+            )
+        return np.asarray(y_series.astype(object) if not _integer_valued(y_series) else y_series)
+    if not pd.api.types.is_numeric_dtype(y_series) or pd.api.types.is_bool_dtype(y_series):
+        raise DataSourceError(
+            f"--kind regression needs a numeric target; column '{target}' of {path} is not"
+        )
+    return y_series.to_numpy(dtype=np.float64)
 
 
 def _categorical(X: pd.DataFrame, chosen: Any, declared: set[str]) -> tuple[str, ...]:
