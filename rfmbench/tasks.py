@@ -20,8 +20,8 @@ class Split(NamedTuple):
 
     ``fold`` is the split's position in ``Task.splits`` (what results rows call the fold). A task
     whose splits come from several repeats of a cross-validation (an OpenML task run on
-    ``repeats``) numbers them repeat by repeat, ``fold = repeat * folds_per_repeat + fold_in_repeat``,
-    and ``repeat`` says which repeat a split belongs to (0 for every other task).
+    ``repeats``) numbers them repeat by repeat, ``fold = i * folds_per_repeat + fold_in_repeat`` for
+    the i-th repeat taken, and ``repeat`` says which repeat a split belongs to (0 for other tasks).
     """
 
     fold: int
