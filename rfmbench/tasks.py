@@ -16,11 +16,18 @@ TaskKind = Literal["classification", "regression"]
 
 
 class Split(NamedTuple):
-    """One outer fold: row indices into the task's X and y."""
+    """One outer fold: row indices into the task's X and y.
+
+    ``fold`` is the split's position in ``Task.splits`` (what results rows call the fold). A task
+    whose splits come from several repeats of a cross-validation (an OpenML task run on
+    ``repeats``) numbers them repeat by repeat, ``fold = i * folds_per_repeat + fold_in_repeat`` for
+    the i-th repeat taken, and ``repeat`` says which repeat a split belongs to (0 for other tasks).
+    """
 
     fold: int
     train: np.ndarray
     test: np.ndarray
+    repeat: int = 0
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays make == meaningless

@@ -1,7 +1,12 @@
 """The OpenML source: OpenML *tasks* (data, target and official train/test splits), cached locally.
 
-A suite entry names a task id (``task_id = 31``) and optionally ``repeat`` (default 0). The outer
-folds are the first ``--folds`` official folds of that repeat (all of them when the task has fewer).
+A suite entry names a task id (``task_id = 31``) and optionally ``repeat`` (default 0) and
+``repeats`` (default 1). The outer folds are the first ``--folds`` official folds (all of them when
+the task has fewer) of each of the ``repeats`` repeats from ``repeat`` on: one repeat by default,
+every repeat TabArena scores where its suite says ``repeats = 10`` (or 3). The folds are numbered
+repeat by repeat (``fold = (repeat - first) * folds + fold_in_repeat``: TabArena's r1f0 is fold 3
+of a 3-fold task), so a results row's ``fold`` names one split and the leaderboard's mean per
+dataset runs over every repeat and fold; ``Split.repeat`` keeps the repeat.
 
 Each fetched task is stored once under ``CACHE/openml/<server>/task-<id>/`` as
 ``data.parquet`` (features and target, categoricals as pandas categories), ``splits.parquet``
@@ -119,28 +124,31 @@ def load(ref: DatasetRef, ctx: LoadContext) -> Task:
 
 
 def to_task(ref: DatasetRef, stored: CachedTask, ctx: LoadContext) -> Task:
-    """Turn a cached task into a Task with the chosen repeat's first ``ctx.folds`` folds."""
+    """Turn a cached task into a Task: the first ``ctx.folds`` folds of each chosen repeat."""
     meta = stored.meta
     target = meta["target"]
     X = stored.frame.drop(columns=[target])
     y = np.asarray(stored.frame[target])
     if meta["kind"] == "classification":
         y = y.astype(object)
-    repeat = int(ref.params.get("repeat", 0))
-    if not 0 <= repeat < meta["n_repeats"]:
-        raise DataSourceError(
-            f"OpenML task {meta['task_id']} has {meta['n_repeats']} repeat(s); "
-            f"repeat {repeat} does not exist"
-        )
-    splits = stored.splits[stored.splits["repeat"] == repeat]
+    repeats = chosen_repeats(ref, meta)
     n_folds = min(ctx.folds, meta["n_folds"])
+    by_split = stored.splits.groupby(["repeat", "fold"], sort=False)
     outer = []
-    for fold in range(n_folds):
-        rows = splits[splits["fold"] == fold]
-        test = np.sort(rows.loc[rows["test"], "row"].to_numpy(dtype=np.int64))
-        train = np.sort(rows.loc[~rows["test"], "row"].to_numpy(dtype=np.int64))
-        outer.append(Split(fold, train, test))
+    for repeat in repeats:
+        for fold in range(n_folds):
+            rows = by_split.get_group((repeat, fold))
+            test = np.sort(rows.loc[rows["test"], "row"].to_numpy(dtype=np.int64))
+            train = np.sort(rows.loc[~rows["test"], "row"].to_numpy(dtype=np.int64))
+            outer.append(Split(len(outer), train, test, repeat))
     categorical = tuple(c for c in meta["categorical"] if c in X.columns)
+    if len(repeats) == 1:  # the wording every single-repeat results row has always carried
+        which = f"repeat {repeats[0]}, folds 0-{n_folds - 1} of {meta['n_folds']}"
+    else:
+        which = (
+            f"repeats {repeats[0]}-{repeats[-1]} x folds 0-{n_folds - 1} of {meta['n_folds']}, "
+            f"fold = (repeat - {repeats[0]}) * {n_folds} + fold in repeat"
+        )
     return Task(
         name=ref.name,
         kind=meta["kind"],
@@ -150,10 +158,35 @@ def to_task(ref: DatasetRef, stored: CachedTask, ctx: LoadContext) -> Task:
         splits=tuple(outer),
         source=(
             f"openml task {meta['task_id']} (dataset {meta['dataset_id']} "
-            f"'{meta['dataset_name']}', repeat {repeat}, folds 0-{n_folds - 1} of "
-            f"{meta['n_folds']}) {meta['url']}"
+            f"'{meta['dataset_name']}', {which}) {meta['url']}"
         ),
     )
+
+
+def chosen_repeats(ref: DatasetRef, meta: dict[str, Any]) -> list[int]:
+    """The repeats a suite entry asks for: ``repeats`` of them from ``repeat`` (defaults 0 and 1)."""
+    try:
+        first = int(ref.params.get("repeat", 0))
+        count = int(ref.params.get("repeats", 1))
+    except (TypeError, ValueError):
+        raise DataSourceError(
+            f"dataset '{ref.name}': `repeat` and `repeats` must be whole numbers "
+            f"(got {ref.params.get('repeat')!r}, {ref.params.get('repeats')!r})"
+        ) from None
+    available = int(meta["n_repeats"])
+    if count < 1:
+        raise DataSourceError(f"dataset '{ref.name}': `repeats = {count}` must be at least 1")
+    if not 0 <= first < available:
+        raise DataSourceError(
+            f"OpenML task {meta['task_id']} has {available} repeat(s); "
+            f"repeat {first} does not exist"
+        )
+    if first + count > available:
+        raise DataSourceError(
+            f"OpenML task {meta['task_id']} has {available} repeat(s); dataset '{ref.name}' "
+            f"asks for {count} from repeat {first}"
+        )
+    return list(range(first, first + count))
 
 
 @contextlib.contextmanager

@@ -115,3 +115,55 @@ def test_client_config_is_restored(openml_config, sample_cache) -> None:
     with source.client(sample_cache):
         assert openml.config.connection_n_retries == source.CLIENT_RETRIES
     assert (openml.config.server, openml.config.connection_n_retries) == before
+
+
+def test_repeats_number_every_fold_of_every_repeat(openml_config, sample_cache) -> None:
+    """``repeats = 3`` takes each repeat's official folds, numbered repeat by repeat."""
+    import openml
+
+    openml_config.server = TEST_SERVER
+    ref = DatasetRef("anneal", {"task_id": 1882, "repeats": 3})
+    task = source.load(ref, LoadContext(folds=4, cache_dir=sample_cache))
+    assert [s.fold for s in task.splits] == list(range(12))
+    assert [s.repeat for s in task.splits] == [0] * 4 + [1] * 4 + [2] * 4
+    assert "repeats 0-2 x folds 0-3 of 10" in task.source
+    openml_config.set_root_cache_directory(sample_cache / "openml-client")
+    client_task = openml.tasks.get_task(1882, download_data=False, download_splits=True)
+    for split in task.splits:
+        train, test = client_task.get_train_test_split_indices(
+            fold=split.fold % 4, repeat=split.repeat
+        )
+        np.testing.assert_array_equal(split.train, np.sort(train))
+        np.testing.assert_array_equal(split.test, np.sort(test))
+    # Each repeat is a new partition: its folds differ from repeat 0's.
+    assert not np.array_equal(task.splits[0].test, task.splits[4].test)
+
+    # `repeat` picks where the repeats start; one repeat keeps the single-repeat wording.
+    later = source.load(
+        DatasetRef("anneal", {"task_id": 1882, "repeat": 8, "repeats": 2}),
+        LoadContext(folds=2, cache_dir=sample_cache),
+    )
+    assert [(s.fold, s.repeat) for s in later.splits] == [(0, 8), (1, 8), (2, 9), (3, 9)]
+    single = source.load(ANNEAL, LoadContext(folds=3, cache_dir=sample_cache))
+    assert {s.repeat for s in single.splits} == {0}
+    assert "repeat 0, folds 0-2 of 10" in single.source
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"repeats": 11}, "has 10 repeat(s); dataset 'anneal' asks for 11 from repeat 0"),
+        ({"repeat": 9, "repeats": 2}, "asks for 2 from repeat 9"),
+        ({"repeat": 10}, "repeat 10 does not exist"),
+        ({"repeats": 0}, "must be at least 1"),
+        ({"repeats": "ten"}, "must be whole numbers"),
+    ],
+)
+def test_repeats_beyond_the_task_are_a_clear_error(
+    openml_config, sample_cache, params, message
+) -> None:
+    openml_config.server = TEST_SERVER
+    ref = DatasetRef("anneal", {"task_id": 1882, **params})
+    with pytest.raises(DataSourceError) as info:
+        source.load(ref, LoadContext(folds=3, cache_dir=sample_cache))
+    assert message in str(info.value)
