@@ -78,7 +78,7 @@ def test_a_suite_asking_for_repeats_runs_and_scores_every_repeat(
     from typer.testing import CliRunner
 
     from rfmbench.cli import app
-    from rfmbench.compare.leaderboard import task_set
+    from rfmbench.comparison.leaderboard import task_set
     from tests.sources.conftest import TEST_SERVER
 
     (suites_dir / "repeated.toml").write_text(REPEATED)
@@ -110,7 +110,7 @@ def test_every_tabarena_task_runs_tabarenas_own_splits() -> None:
     import pandas as pd
 
     metadata = pd.read_csv(
-        Path(__file__).parents[1] / "compare" / "data" / "tabarena_v0.1_tasks_metadata.csv",
+        Path(__file__).parents[1] / "comparison" / "data" / "tabarena_v0.1_tasks_metadata.csv",
         comment="#",
     )
     n = 30  # a stand-in task: 30 rows, row r tested in fold r % 3 (repeat 0), then shifted
