@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from rfmbench.comparison.plots import feature_heatmap, iteration_curves, save_figure
-from rfmbench.features import modular_order
+from rfmbench.features import circulant_score, modular_order
 from rfmbench.models.rfm import RFMClassifier
 from rfmbench.sources.base import DatasetRef, LoadContext
 from rfmbench.sources.features import MODULAR, load
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
           f"monitor), {cpu:.2f} s CPU in all; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print("fit timings:", {k: round(v, 2) for k, v in model.fit_timings_.items()})
+    if task.truth.modular is not None:
+        print(f"circulant_score of M: {circulant_score(model.M_, *task.truth.modular):.3f}")
     if args.plot_dir is not None:
         scores = "[" + ", ".join(f"{a:.6f}" for a in model.monitor_scores_) + "]"
         rows = pd.DataFrame(

@@ -63,11 +63,14 @@ def discrete_log_order(p: int) -> np.ndarray:
 
 
 def _fit(B: np.ndarray, key: np.ndarray) -> float:
-    """R² of B against its mean over the entries sharing ``key`` (1 = constant on each class)."""
+    """R² of B against its mean over the entries sharing ``key`` (1 = constant on each class).
+
+    A constant B has no structure to explain: 0.
+    """
     centred = B - B.mean()
     denom = float((centred**2).sum())
     if denom == 0:
-        return 1.0
+        return 0.0
     means = np.bincount(key.ravel(), weights=B.ravel()) / np.bincount(key.ravel())
     residual = B - means[key]
     return 1.0 - float((residual**2).sum()) / denom
@@ -81,7 +84,9 @@ def circulant_score(M: np.ndarray, operation: str, p: int) -> float:
     depending on i - j only (circulant) and ``M_ab[i, j]`` on i + j (anti-circulant); for a - b the
     shift (a + t, b + t) makes all four blocks circulant; for a * b the same holds for the
     discrete logarithms (residue 0 dropped, see `discrete_log_order`). The score is the mean over
-    the four blocks of the R² of each block against its mean over its (anti-)diagonals mod p.
+    the two cross blocks ``M_ab``, ``M_ba`` of the R² of each against its mean over its
+    (anti-)diagonals mod p; a constant cross block scores 0. Only the cross blocks count: the
+    diagonal blocks of M = I (nothing learned) are circulant too, its cross blocks are 0.
     """
     M = np.asarray(M, dtype=np.float64)
     index = np.arange(p)
@@ -89,16 +94,12 @@ def circulant_score(M: np.ndarray, operation: str, p: int) -> float:
         index = discrete_log_order(p)
     n = len(index)
     blocks = {
-        "aa": M[np.ix_(index, index)],
-        "bb": M[np.ix_(p + index, p + index)],
         "ab": M[np.ix_(index, p + index)],
         "ba": M[np.ix_(p + index, index)],
     }
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    diagonal, anti = (i - j) % n, (i + j) % n
-    cross = diagonal if operation == "sub" else anti
-    keys = {"aa": diagonal, "bb": diagonal, "ab": cross, "ba": cross}
-    return float(np.mean([_fit(blocks[name], keys[name]) for name in blocks]))
+    cross = (i - j) % n if operation == "sub" else (i + j) % n
+    return float(np.mean([_fit(blocks[name], cross) for name in ("ab", "ba")]))
 
 
 def feature_matrix(model: Any) -> np.ndarray | None:

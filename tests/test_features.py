@@ -100,6 +100,15 @@ def test_results_score_models_that_expose_features(tmp_path: Path) -> None:
     assert scores["rfm"] > 0.5 > 3 / 20  # RFM finds the 3 parity bits; isotropic would be 0.15
 
 
+@pytest.mark.parametrize("operation", ["add", "sub", "mul"])
+def test_circulant_score_is_0_when_nothing_is_learned(operation) -> None:
+    p = 11
+    assert circulant_score(np.eye(2 * p), operation, p) == 0.0  # M = I: cross blocks are 0
+    M = np.eye(2 * p)
+    M[:p, p:] = M[p:, :p] = structured(operation, p)[:p, p:]  # the cross structure alone
+    assert circulant_score(M, operation, p) == pytest.approx(1.0)
+
+
 def test_modular_order_puts_multiplication_in_discrete_log_order() -> None:
     # Z_5^*: 2 generates 1, 2, 4, 3; residue 0 first; then the b block shifted by p.
     assert modular_order("mul", 5).tolist() == [0, 1, 2, 4, 3, 5, 6, 7, 9, 8]
