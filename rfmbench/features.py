@@ -79,11 +79,13 @@ def _fit(B: np.ndarray, key: np.ndarray) -> float:
 def circulant_score(M: np.ndarray, operation: str, p: int) -> float:
     """How close M is to the block structure of the grokking paper, in [.., 1] (1 = exactly).
 
-    M is 2p x 2p over the one-hot codes of the operands a and b. Over all pairs, f(a, b) = g(a + b)
-    is unchanged by (a, b) -> (a + t, b - t), so an AGOP has ``M_aa[i, j]`` and ``M_bb[i, j]``
-    depending on i - j only (circulant) and ``M_ab[i, j]`` on i + j (anti-circulant); for a - b the
-    shift (a + t, b + t) makes all four blocks circulant; for a * b the same holds for the
-    discrete logarithms (residue 0 dropped, see `discrete_log_order`). The score is the mean over
+    M is 2p x 2p over the one-hot codes of the operands a and b. The AGOP sums over the outputs,
+    so it is unchanged when they are permuted: for a + b the shift (a + t, b + t) only permutes the
+    classes (k -> k + 2t), so every block ``M[i, j]`` depends on i - j only (circulant); for a - b
+    the shift (a + t, b - t) does (k -> k + 2t), so the cross blocks depend on i + j
+    (anti-circulant); for a * b the addition's structure holds for the discrete logarithms
+    (residue 0 dropped, see `discrete_log_order`). (As RFM's
+    grokked M on ``modadd-61``: cross blocks constant along their diagonals.) The score is the mean over
     the two cross blocks ``M_ab``, ``M_ba`` of the R² of each against its mean over its
     (anti-)diagonals mod p; a constant cross block scores 0. Only the cross blocks count: the
     diagonal blocks of M = I (nothing learned) are circulant too, its cross blocks are 0.
@@ -98,7 +100,7 @@ def circulant_score(M: np.ndarray, operation: str, p: int) -> float:
         "ba": M[np.ix_(p + index, index)],
     }
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    cross = (i - j) % n if operation == "sub" else (i + j) % n
+    cross = (i + j) % n if operation == "sub" else (i - j) % n
     return float(np.mean([_fit(blocks[name], cross) for name in ("ab", "ba")]))
 
 

@@ -55,7 +55,7 @@ def structured(operation: str, p: int, seed: int = 0) -> np.ndarray:
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     M = np.zeros((2 * p, 2 * p))
     c = rng.normal(size=(4, n))
-    cross = (i - j) % n if operation == "sub" else (i + j) % n
+    cross = (i + j) % n if operation == "sub" else (i - j) % n
     M[np.ix_(index, index)] = c[0][(i - j) % n]
     M[np.ix_(p + index, p + index)] = c[1][(i - j) % n]
     M[np.ix_(index, p + index)] = c[2][cross]
