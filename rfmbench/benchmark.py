@@ -134,7 +134,7 @@ def compare(
     critical-difference diagram, ``plot_dir`` every figure (``pair``: the two models of the
     scatter).
     """
-    from rfmbench.comparison.plots import write_plots
+    from rfmbench.comparison.plots import write_feature_plots, write_plots
     from rfmbench.comparison.stats import check_options, merge_runs, summary_frame
     from rfmbench.comparison.stats import compare as compare_rows
     from rfmbench.results import expand_paths
@@ -158,4 +158,6 @@ def compare(
     if out is not None:
         write_frame(out, summary_frame(comparisons))
     figures, skipped = write_plots(comparisons, plot=plot, plot_dir=plot_dir, pair=chosen_pair)
+    if plot_dir is not None:  # RFM's score per iteration and the learned feature matrices
+        figures += write_feature_plots(rows, paths, plot_dir)
     return CompareResult(paths, rows, replaced, comparisons, out, figures, skipped)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock
 
@@ -40,6 +41,13 @@ COLUMNS: tuple[str, ...] = (
     # Tasks with known relevant features (the features suite), models that expose features: see
     # rfmbench.features (1 = all of the learned feature matrix where the truth is).
     "feature_recovery",
+    # The MLP's Neural Feature Ansatz on those tasks: correlation of W1^T W1 with its AGOP.
+    "nfa_correlation",
+    # RFM: JSON lists, one score per iteration (0 = M = I) of the final fit, as its validation
+    # score (accuracy, or -MSE on the standardized target): on its validation rows (empty when the
+    # refit had none), and on the test fold, recorded only, never used to select anything.
+    "iteration_val_scores",
+    "iteration_test_scores",
     "n_candidates",
     "n_failed_candidates",
     "fit_seconds",
@@ -62,6 +70,20 @@ STATUSES = ("ok", "failed", "timeout")
 
 def run_path(out: Path, run_id: str) -> Path:
     return Path(out) / f"{run_id}.csv"
+
+
+def feature_matrix_path(out: Path, run_id: str, dataset: str, model: str, fold: int) -> Path:
+    """Where the driver keeps a job's learned feature matrix (d x d, ``.npy``)."""
+    name = f"{dataset}--{model}--fold{fold}.npy".replace("/", "_")  # uci121/abalone: one file
+    return Path(out) / f"{run_id}-features" / name
+
+
+def write_feature_matrix(path: Path, matrix: np.ndarray) -> None:
+    """Write one feature matrix atomically (``numpy.load`` reads it back)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(matrix, dtype=np.float64))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())
 
 
 def _lock(path: Path) -> FileLock:

@@ -182,3 +182,86 @@ def write_plots(
         figure = pair_scatter(comparison.scores, a, b, comparison.metric)
         written.append(save_figure(figure, plot_dir / f"pair-{a}-vs-{b}-{kind}.png"))
     return written, skipped
+
+
+# Feature learning (the features suite): RFM's per-iteration scores and the learned matrices. ------
+
+
+def iteration_curves(rows: pd.DataFrame, dataset: str) -> Figure:
+    """Score per iteration of each (model, fold) of ``dataset`` that recorded them (RFM).
+
+    Solid: the test fold (``iteration_test_scores``, recorded, never selected on: the grokking
+    transition shows as the jump); dashed: the validation rows (``iteration_val_scores``).
+    """
+    figure = _figure(6.0, 4.0)
+    axes = figure.add_subplot()
+    kind = ""
+    for _, row in rows.iterrows():
+        label = f"{row['model']} fold {row['fold']}"
+        kind = row.get("task_kind", kind)
+        for column, style, what in (
+            ("iteration_test_scores", "-", "test"),
+            ("iteration_val_scores", "--", "validation"),
+        ):
+            scores = _scores_list(row.get(column))
+            if scores is not None:
+                axes.plot(range(len(scores)), scores, style, marker=".", label=f"{label} {what}")
+    axes.set_xlabel("iteration (0: M = I)")
+    axes.set_ylabel("accuracy" if kind == "classification" else "-MSE (standardized target)")
+    axes.set_title(f"{dataset}: score per iteration", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return figure
+
+
+def _scores_list(value) -> list[float] | None:
+    """A JSON list of scores from a results cell (null as NaN), or None for an empty cell."""
+    import json
+
+    if not isinstance(value, str) or not value.startswith("["):
+        return None
+    return [np.nan if v is None else float(v) for v in json.loads(value)]
+
+
+def feature_heatmap(M: np.ndarray, title: str, order: np.ndarray | None = None) -> Figure:
+    """A heatmap of a learned feature matrix, rows and columns permuted by ``order`` if given."""
+    M = np.asarray(M, dtype=np.float64)
+    if order is not None:
+        M = M[np.ix_(order, order)]
+    figure = _figure(5.5, 4.8)
+    axes = figure.add_subplot()
+    image = axes.imshow(M, cmap="viridis", interpolation="nearest")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    axes.set_title(title, fontsize=9)
+    return figure
+
+
+def write_feature_plots(rows: pd.DataFrame, paths: list[Path], plot_dir: Path) -> list[Path]:
+    """Per dataset, ``iterations-DATASET.png`` from rows with per-iteration scores, and for every
+    feature matrix a run kept (``RUN_ID-features/`` beside each results file in ``paths``),
+    ``M-DATASET--MODEL--foldK.png``: for a modular task in `rfmbench.features.modular_order`
+    (multiplication by discrete logarithm, so its circulant blocks show). Returns the paths written.
+    """
+    from rfmbench.features import modular_order
+    from rfmbench.sources.features import MODULAR
+
+    plot_dir = Path(plot_dir)
+    written: list[Path] = []
+    if "iteration_test_scores" in rows.columns:
+        has = rows["iteration_test_scores"].map(lambda v: _scores_list(v) is not None)
+        for dataset, group in rows[has].groupby("dataset", sort=True):
+            name = f"iterations-{dataset}.png".replace("/", "_")
+            written.append(save_figure(iteration_curves(group, str(dataset)), plot_dir / name))
+    for path in paths:
+        folder = Path(path).with_name(f"{Path(path).stem}-features")
+        for matrix_path in sorted(folder.glob("*.npy")) if folder.is_dir() else []:
+            dataset = matrix_path.stem.split("--")[0]
+            order, note = None, ""
+            if dataset in MODULAR:
+                operation, p = MODULAR[dataset]
+                order = modular_order(operation, p)
+                note = " (a, b by discrete log)" if operation == "mul" else " (a, then b)"
+            title = f"{matrix_path.stem}{note}"
+            figure = feature_heatmap(np.load(matrix_path), title, order)
+            written.append(save_figure(figure, plot_dir / f"M-{matrix_path.stem}.png"))
+    return written

@@ -292,6 +292,7 @@ class _BaseRFM(BaseEstimator):
             val = score(self._scores(X_va, X_tr, coef, M)) if X_va is not None else np.nan
             t3 = time.perf_counter()
             val_scores.append(val)
+            self._score_monitor(X_tr, coef, M)
             timings["kernel"] += kept["built"] - t0
             timings["solve"] += t2 - kept["built"]
             timings["validation"] += t3 - t2
@@ -310,7 +311,7 @@ class _BaseRFM(BaseEstimator):
                 center_grads=self.center_grads, block_rows=agop_rows,
             ).to(X_tr.dtype)  # fmt: skip
             del K_rows, X_g
-            timings["agop"] += time.perf_counter() - t3
+            timings["agop"] += time.perf_counter() - max(t3, self._monitor_end)
             top = float(G.max())
             if not np.isfinite(top) or top <= 0:
                 logger.warning(
@@ -325,6 +326,30 @@ class _BaseRFM(BaseEstimator):
         if M is None:
             M = d_eye if self.diag else torch.diag(d_eye)
         return _Leaf(M, coef, X_tr, best_iter, val_scores, methods, residuals, steps, timings)
+
+    def _set_monitor(self, monitor, score) -> None:
+        """Keep ``fit(..., monitor=(X, y))`` for `_score_monitor`: rows scored, never selected on."""
+        self.monitor_scores_ = None if monitor is None else []
+        self.monitor_seconds_ = 0.0
+        self._monitor_end = 0.0
+        self._monitor = None
+        if monitor is not None:
+            X_mon, y_mon = monitor
+            X_mon = check_array(X_mon, dtype=[np.float64, np.float32])
+            self._monitor = (X_mon, lambda out: score(out, np.asarray(y_mon)))
+
+    def _score_monitor(self, X_tr, coef, M) -> None:
+        """Append this iteration's score on the monitored rows (its time kept apart from fit's)."""
+        if self._monitor is None:
+            return
+        start = time.perf_counter()
+        X_mon, score = self._monitor
+        if not torch.is_tensor(X_mon):
+            X_mon = self._tensor(X_mon)
+            self._monitor = (X_mon, score)
+        self.monitor_scores_.append(score(self._scores(X_mon, X_tr, coef, M)))
+        self._monitor_end = time.perf_counter()
+        self.monitor_seconds_ += self._monitor_end - start
 
     def _initial_metric(self, d: int, X_tr: torch.Tensor) -> torch.Tensor | None:
         """``M_init`` as a tensor (a vector when ``diag``); None means the identity."""
@@ -376,6 +401,7 @@ class _BaseRFM(BaseEstimator):
             leaves = [self._fit_leaf(X_all, Y_all, Y, X_va, Y_val, labels, score, rng)]
             sizes = [n]
         else:
+            self._monitor, self.monitor_scores_ = None, None  # leaves see parts of the rows only
             leaves, sizes = self._fit_tree(
                 X_all, Y_all, X_va, Y_val, Y, labels, score, rng, leaf_size
             )
@@ -583,6 +609,10 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         Validation score of each iteration run, higher is better: the negative mean squared error
         (NaN when there is no validation data, i.e. ``iters=0`` without ``X_val``); partitioned:
         one such list per leaf.
+    monitor_scores_ : list of float or None
+        With ``fit(..., monitor=(X_mon, y_mon))``: the score of each iteration on those rows, as
+        ``val_scores_`` (None without a monitor, or when partitioned); ``monitor_seconds_`` the
+        time it took, included in the fit's.
     solve_methods_ : list of str
         How each iteration's linear system was solved (``cholesky``, ``cholesky+jitter=...``,
         ``lstsq``, ``+refined`` / ``cholesky-float64`` when the residual check repaired it,
@@ -622,8 +652,12 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Fit on ``(X, y)``; select the iteration on ``(X_val, y_val)`` or a carved split."""
+    def fit(self, X, y, X_val=None, y_val=None, monitor=None):
+        """Fit on ``(X, y)``; select the iteration on ``(X_val, y_val)`` or a carved split.
+
+        ``monitor=(X_mon, y_mon)``: rows scored at every iteration as the validation rows are, into
+        ``monitor_scores_``, never used to select anything (a test set's learning curve).
+        """
         X, y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
         )
@@ -636,7 +670,16 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         def score(out, Y_va):
             return -float(np.mean((out.double().cpu().numpy() - Y_va) ** 2))
 
-        return self._fit(X, Y, X_val, Y_val, None, score)
+        if monitor is not None:  # targets as Y: one column per output
+            monitor = (
+                monitor[0],
+                np.asarray(monitor[1], dtype=np.float64).reshape(len(monitor[1]), -1),
+            )
+        self._set_monitor(monitor, score)
+        try:
+            return self._fit(X, Y, X_val, Y_val, None, score)
+        finally:
+            self._monitor = None
 
     def _check_val(self, X_val, y_val, n_outputs):
         X_val = self._checked_val_rows(X_val, y_val)
@@ -689,17 +732,21 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    M_, feature_importances_, best_iter_, val_scores_, solve_methods_, dual_coef_, fit_timings_,
-    device_, n_features_in_ :
-        As in `RFMRegressor`; ``val_scores_`` holds validation accuracies.
+    M_, feature_importances_, best_iter_, val_scores_, monitor_scores_, solve_methods_,
+    dual_coef_, fit_timings_, device_, n_features_in_ :
+        As in `RFMRegressor`; ``val_scores_`` and ``monitor_scores_`` hold accuracies.
     temperature_ : float or None
         The ``T`` of ``predict_proba``: ``temperature`` if given, else fitted on the validation
         rows; None when there were none (clipped scores).
     """
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Fit on ``(X, y)``; select the iteration on ``(X_val, y_val)`` or a stratified split."""
+    def fit(self, X, y, X_val=None, y_val=None, monitor=None):
+        """Fit on ``(X, y)``; select the iteration on ``(X_val, y_val)`` or a stratified split.
+
+        ``monitor=(X_mon, y_mon)`` (labels of ``y``; others count as errors): the accuracy of
+        every iteration on those rows, into ``monitor_scores_``, never used to select anything.
+        """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, labels = np.unique(y, return_inverse=True)
@@ -714,7 +761,16 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
             val_scores.append((out.double().cpu().numpy(), labels_va))
             return float(np.mean(out.argmax(dim=1).cpu().numpy() == labels_va))
 
-        self._fit(X, Y, X_val, val_labels, labels, score)
+        classes = self.classes_
+
+        def accuracy(out, y_mon):
+            return float(np.mean(classes[out.argmax(dim=1).cpu().numpy()] == y_mon))
+
+        self._set_monitor(monitor, accuracy)
+        try:
+            self._fit(X, Y, X_val, val_labels, labels, score)
+        finally:
+            self._monitor = None
         if self.temperature is not None:
             self.temperature_ = float(self.temperature)
         elif val_scores:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import inspect
 import json
 import math
 import time
@@ -16,7 +17,7 @@ import torch
 
 from rfmbench import __version__
 from rfmbench.errors import UnknownName, one_line
-from rfmbench.features import feature_scores
+from rfmbench.features import feature_matrix, feature_scores
 from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.runner.protocols import DefaultProtocol, Protocol, job_seed
@@ -60,6 +61,9 @@ OnStart = Callable[[Job], None]
 OnResult = Callable[[Job, dict], None]
 # The key of a row that carries a tuning the driver must store and share (popped before writing).
 SHARED_TUNING = "_shared_tuning"
+# The key of a row that carries the job's learned feature matrix (tasks with known features);
+# the driver pops it and writes the file (`results.feature_matrix_path`): workers write nothing.
+FEATURE_MATRIX = "_feature_matrix"
 
 
 @contextlib.contextmanager
@@ -147,8 +151,9 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         precision=config.precision,
     )
     start = time.perf_counter()
-    model.fit(fold.X_train, fold.y_train)
-    fit_seconds = time.perf_counter() - start
+    model.fit(fold.X_train, fold.y_train, **_monitor(model, task, fold))
+    # Scoring the monitored test rows is not part of fitting.
+    fit_seconds = time.perf_counter() - start - getattr(model, "monitor_seconds_", 0.0)
 
     start = time.perf_counter()
     if task.kind == "classification":
@@ -165,7 +170,8 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
 
     return {
         **metrics,
-        **feature_scores(model, task.truth, _raw_scales(task, split.train)),
+        **feature_scores(model, task.truth, _raw_scales(task, split.train), fold.X_train),
+        **_iteration_scores(model),
         "error": "",
         "params": json.dumps(params, sort_keys=True),
         "solver": getattr(model, "solver_path_", ""),
@@ -178,7 +184,52 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
         "tuning_seconds": round(tuning_seconds, 4),
         "tuning_reused": reused,
         **({SHARED_TUNING: tuning} if config.protocol.shares_tuning and not reused else {}),
+        **_feature_matrix(model, task),
     }
+
+
+def _monitor(model: Any, task: Task, fold: Any) -> dict[str, Any]:
+    """``monitor=(X_test, y_test)`` for a model whose fit records every iteration's test score.
+
+    The scores are recorded only (``iteration_test_scores``): nothing is selected on them and the
+    fitted model is the same without them. Test labels are encoded as the training labels; one
+    the training fold lacks (-1) is an error for every iteration.
+    """
+    if "monitor" not in inspect.signature(model.fit).parameters:
+        return {}
+    if task.kind == "classification":
+        where = np.searchsorted(fold.classes, fold.y_test_raw).clip(0, len(fold.classes) - 1)
+        y = np.where(fold.classes[where] == fold.y_test_raw, where, -1)
+    else:
+        y = (np.asarray(fold.y_test_raw, dtype=np.float64) - fold.y_mean) / fold.y_scale
+    return {"monitor": (fold.X_test, y)}
+
+
+def _iteration_scores(model: Any) -> dict[str, str]:
+    """RFM's per-iteration scores as JSON lists (NaN as null); nothing for other models."""
+
+    def as_json(scores: Any) -> str:
+        if any(isinstance(v, list) for v in scores):  # partitioned: one list per leaf
+            return ""
+        values = np.asarray(scores, dtype=np.float64)
+        if values.ndim != 1 or not np.isfinite(values).any():  # partitioned, or no validation
+            return ""
+        return json.dumps([round(float(v), 6) if np.isfinite(v) else None for v in values])
+
+    columns = {}
+    if getattr(model, "val_scores_", None) is not None:
+        columns["iteration_val_scores"] = as_json(model.val_scores_)
+    if getattr(model, "monitor_scores_", None) is not None:
+        columns["iteration_test_scores"] = as_json(model.monitor_scores_)
+    return columns
+
+
+def _feature_matrix(model: Any, task: Task) -> dict[str, np.ndarray]:
+    """The learned feature matrix on a task with known features (RFM's M, a network's W^T W)."""
+    if task.truth is None:
+        return {}
+    matrix = feature_matrix(model)
+    return {} if matrix is None else {FEATURE_MATRIX: matrix}
 
 
 def _raw_scales(task: Task, train: np.ndarray) -> np.ndarray:

@@ -25,9 +25,23 @@ from rfmbench.devices import resolve_device
 from rfmbench.errors import BadOption, ResultsFileError
 from rfmbench.files import check_out_dir, check_run_id, write_atomic
 from rfmbench.models.registry import get_model
-from rfmbench.results import append_row, read_run, run_path, write_metadata
+from rfmbench.results import (
+    append_row,
+    feature_matrix_path,
+    read_run,
+    run_path,
+    write_feature_matrix,
+    write_metadata,
+)
 from rfmbench.runner.executors import Executor, SerialExecutor
-from rfmbench.runner.jobs import SHARED_TUNING, Job, JobConfig, OnResult, OnStart
+from rfmbench.runner.jobs import (
+    FEATURE_MATRIX,
+    SHARED_TUNING,
+    Job,
+    JobConfig,
+    OnResult,
+    OnStart,
+)
 from rfmbench.runner.protocols import get_protocol
 from rfmbench.sources import LoadContext, get_loader
 from rfmbench.suites import get_suite
@@ -157,7 +171,8 @@ def run_plan(
 
     Only this driver writes. Under a protocol that shares tuning, the first job of each
     (dataset, model) runs first and hands its tuning back in its row; the driver stores it in
-    ``OUT/RUN_ID-selection/`` (a resumed run reads it there) and gives it to the other jobs.
+    ``OUT/RUN_ID-selection/`` (a resumed run reads it there) and gives it to the other jobs. A
+    row's learned feature matrix (tasks with known features) goes to ``OUT/RUN_ID-features/``.
     """
     out = check_out_dir(plan.config.out)
     path = run_path(out, check_run_id(plan.config.run_id))
@@ -169,6 +184,10 @@ def run_plan(
         tuning = row.pop(SHARED_TUNING, None)
         if tuning is not None:
             shared.store(job, tuning)  # before the row: a row on disk means its tuning is too
+        matrix = row.pop(FEATURE_MATRIX, None)
+        if matrix is not None:  # the learned features (features suite): OUT/RUN_ID-features/
+            where = feature_matrix_path(out, plan.config.run_id, job.dataset, job.model, job.fold)
+            write_feature_matrix(where, matrix)
         append_row(path, row)
         if on_done:
             on_done(job, row)

@@ -70,10 +70,19 @@ def _frame(X: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(X, columns=[f"x{i + 1}" for i in range(X.shape[1])])
 
 
+# The modular tasks' (operation, modulus), also for figures that order M by it.
+MODULAR: dict[str, tuple[str, int]] = {f"mod{op}-{P}": (op, P) for op in OPERATIONS}
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
+
 TASKS: dict[str, tuple[Callable[[], tuple], TaskKind, str]] = {
-    "modadd-61": (lambda: modular("add"), "classification", "a + b mod 61, one-hot a and b"),
-    "modsub-61": (lambda: modular("sub"), "classification", "a - b mod 61, one-hot a and b"),
-    "modmul-61": (lambda: modular("mul"), "classification", "a * b mod 61, one-hot a and b"),
+    **{
+        name: (
+            lambda op=op, p=p: modular(op, p),
+            "classification",
+            f"a {_SYMBOL[op]} b mod {p}, one-hot a and b",
+        )
+        for name, (op, p) in MODULAR.items()
+    },
     "lowrank-clf": (lambda: lowrank("classification"), "classification", "sign((u1.x)(u2.x))"),
     "lowrank-reg": (lambda: lowrank("regression"), "regression", "(u1.x)(u2.x) + noise"),
     "parity-3of20": (parity, "classification", "parity of 3 of 20 signs"),

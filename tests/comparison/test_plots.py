@@ -102,3 +102,30 @@ def test_write_plots_skips_the_cd_diagram_when_friedman_cannot_run(tmp_path: Pat
     assert written == [] and "cannot run" in skipped[0]
     with pytest.raises(BadOption, match="cannot write a figure"):
         write_plots(comparisons, plot=tmp_path / "cd.xyz")
+
+
+def test_feature_plots_draw_iteration_curves_and_reordered_heatmaps(tmp_path):
+    from rfmbench.comparison.plots import write_feature_plots
+    from rfmbench.features import modular_order
+
+    rows = pd.DataFrame(
+        {
+            "dataset": ["modmul-61", "modmul-61", "iris"],
+            "model": ["rfm", "rfm", "random-forest"],
+            "fold": [0, 1, 0],
+            "task_kind": ["classification"] * 3,
+            "iteration_test_scores": ["[0.0, 0.1, 0.99]", "[0.0, 0.5, 1.0]", np.nan],
+            "iteration_val_scores": ["[0.0, null, 1.0]", np.nan, np.nan],
+        }
+    )
+    results = tmp_path / "r.csv"
+    folder = tmp_path / "r-features"
+    folder.mkdir()
+    np.save(folder / "modmul-61--rfm--fold0.npy", np.eye(122))
+    written = write_feature_plots(rows, [results], tmp_path / "plots")
+    names = sorted(p.name for p in written)
+    assert names == ["M-modmul-61--rfm--fold0.png", "iterations-modmul-61.png"]  # none for iris
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 5000
+    order = modular_order("mul", 61)
+    assert sorted(order.tolist()) == list(range(122)) and order[1:4].tolist() == [1, 2, 4]

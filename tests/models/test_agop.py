@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from rfmbench.models.agop import agop
+from rfmbench.models.agop import agop, gram_is_cheaper
 from rfmbench.models.kernels import LaplaceKernel, make_kernel
 
 
@@ -117,3 +117,30 @@ def test_agop_all_rows_default_sample_and_single_output_vector():
     np.testing.assert_allclose(G.numpy(), expected.numpy(), rtol=1e-5)
     assert G.shape == (4, 4)
     torch.testing.assert_close(G, G.T)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "c", "gram"),
+    [
+        (1860, 122, 61, True),  # the grokking task: 7.7e9 multiply-adds against 2.6e10
+        (2000, 50, 10, False),  # 8.5e9 against 2.0e9: per-output (0.029 s against 0.084 s)
+        (20000, 16, 26, False),  # letter-sized
+        (4000, 16, 1, False),
+    ],
+)
+def test_auto_takes_the_form_of_fewer_multiply_adds(n, d, c, gram):
+    assert gram_is_cheaper(n, d, c) is gram
+
+
+def test_auto_form_follows_the_rule_on_a_small_case(caplog):
+    gen = torch.Generator().manual_seed(5)
+    kernel = make_kernel("gaussian", 2.5)
+    # 30 x 30 x (30 + 40 + 40) < 30 x 30 x 400 multiply-adds: gram; 30 x 30 x 8: per-output
+    for n, d, c, gram in ((30, 20, 20, True), (30, 4, 2, False)):
+        X = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        coef = torch.randn(n, c, generator=gen, dtype=torch.float64)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="rfmbench.models.agop"):
+            G = agop(kernel, X, coef)
+        assert ("gram form" in caplog.text) == gram
+        np.testing.assert_allclose(G.numpy(), agop(kernel, X, coef, form="gram").numpy(), rtol=1e-9)

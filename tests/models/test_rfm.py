@@ -169,3 +169,26 @@ def test_spec_builds_estimators_with_device_and_seed():
         value = axis[0] if isinstance(axis, list) else axis.rvs(random_state=rng)
         reg.set_params(**{name: value})
     assert 0.5 <= SPEC.space["bandwidth"].rvs(random_state=rng) <= 200
+
+
+@pytest.mark.parametrize("cls", [RFMClassifier, RFMRegressor])
+def test_monitor_scores_every_iteration_without_changing_the_fit(cls):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    target = X[:, 0] * X[:, 1]
+    y = (target > 0).astype(int) if cls is RFMClassifier else target
+    X_test, y_test = X[80:], y[80:]
+    params = dict(iters=3, val_fraction=0.0, dtype="float64", device="cpu", random_state=0)
+    plain = cls(**params).fit(X[:80], y[:80])
+    monitored = cls(**params).fit(X[:80], y[:80], monitor=(X_test, y_test))
+    np.testing.assert_array_equal(plain.dual_coef_, monitored.dual_coef_)  # recorded only
+    assert plain.monitor_scores_ is None and len(monitored.monitor_scores_) == 4
+    assert monitored.monitor_seconds_ > 0
+    for it, score in enumerate(monitored.monitor_scores_):  # iteration t = the fit of t iterations
+        model = cls(**{**params, "iters": it}).fit(X[:80], y[:80])
+        predicted = model.predict(X_test)
+        if cls is RFMClassifier:
+            expected = np.mean(predicted == y_test)
+        else:
+            expected = -np.mean((predicted - y_test) ** 2)
+        assert score == pytest.approx(expected, rel=1e-9)

@@ -56,8 +56,11 @@ def test_an_ok_row(task, tiny_spec, register_model, tmp_path, fold: int) -> None
     row = run_job(Job(task.name, fold, "tiny"), task, CONFIG)
     assert row["status"] == "ok", row.get("error")
     assert set(row) <= set(COLUMNS)
-    # The other kind's metrics are absent, and feature_recovery: this task has no known features.
-    assert set(COLUMNS) - set(row) == other_metrics(task.kind) | {"feature_recovery"}
+    # The other kind's metrics are absent, the feature scores (this task has no known features)
+    # and RFM's per-iteration scores (the tiny model has no iterations).
+    features = {"feature_recovery", "nfa_correlation"}
+    iterations = {"iteration_val_scores", "iteration_test_scores"}
+    assert set(COLUMNS) - set(row) == other_metrics(task.kind) | features | iterations
 
     split = task.splits[fold]
     assert row["run_id"] == "test-run" and row["dataset"] == task.name
