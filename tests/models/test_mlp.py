@@ -140,7 +140,7 @@ def test_device_and_dtype():
     model = MLPClassifier(max_epochs=2, dtype="float64", device="cpu", random_state=0).fit(X, y)
     assert model.device_ == torch.device("cpu")
     assert all(w.dtype == torch.float64 and w.device.type == "cpu" for w in model.weights_)
-    assert [tuple(w.shape) for w in model.weights_] == [(256, 5), (256, 256), (2, 256)]
+    assert [tuple(w.shape) for w in model.weights_] == [(128, 5), (128, 128), (2, 128)]
 
 
 def test_string_labels_and_explicit_validation_labels():
