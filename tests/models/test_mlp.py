@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_iris, make_classification
@@ -284,3 +285,31 @@ def test_max_gflop_caps_the_epochs_of_large_networks():
     assert free.epoch_cap_ == free.n_epochs_ == 12
     small = MLPClassifier(**{**params, "width": 8}, max_epochs=12).fit(X, y)
     assert small.n_epochs_ == 12  # a small network is not capped
+
+
+def test_cli_rows_do_not_depend_on_jobs_and_float64_is_used(tmp_path):
+    """`rfmbench run --models mlp` writes the same rows with --jobs 1 and --jobs 2 (the stacked
+    inner folds included), and under --precision float64 the networks train in float64."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rfmbench.cli import app
+    from rfmbench.results import read_run
+
+    compared = ["dataset", "fold", "status", "params", "inner_cv_score", "accuracy", "log_loss"]
+    frames = {}
+    for jobs in (1, 2):
+        args = ["run", "--datasets", "iris", "--models", "mlp", "--folds", "2"]
+        args += ["--inner-folds", "2", "--budget", "2", "--jobs", str(jobs), "--device", "cpu"]
+        args += ["--precision", "float64", "--out", str(tmp_path), "--run-id", f"jobs{jobs}"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = read_run(tmp_path / f"jobs{jobs}.csv")
+        frames[jobs] = rows[compared].sort_values(["dataset", "fold"]).reset_index(drop=True)
+    assert (frames[1]["status"] == "ok").all(), frames[1]
+    pd.testing.assert_frame_equal(frames[1], frames[2], check_exact=True)
+    for params in frames[1]["params"]:
+        assert {"max_epochs", "schedule_epochs", "lr_scheduler"} <= set(json.loads(params))
+    model = SPEC.make("classification", {}, device="cpu", seed=0, n_jobs=1, precision="float64")
+    assert model.dtype == "float64"
