@@ -133,14 +133,7 @@ def inner_cv_score(
     candidate = Candidate(params=params)
     start = time.perf_counter()
     try:
-        model = spec.make(
-            kind, params, device=device, seed=seed, n_jobs=n_jobs, precision=precision
-        )
         fitted = None
-        if hasattr(model, "fit_subsets") and not validation_is_given:
-            # Every inner training part fitted in one call (e.g. one batched network); the i-th
-            # model is the one ``fit(X[train_i], y[train_i])`` gives.
-            fitted = model.fit_subsets(X, y, [train for train, _ in splits])
         for i, (train, valid) in enumerate(splits):
             if fitted is not None:
                 model = fitted[i]
@@ -148,7 +141,12 @@ def inner_cv_score(
                 model = spec.make(
                     kind, params, device=device, seed=seed, n_jobs=n_jobs, precision=precision
                 )
-                if validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
+                if hasattr(model, "fit_subsets") and not validation_is_given:
+                    # Every inner training part fitted in one call (e.g. one batched network);
+                    # the i-th model is the one ``fit(X[train_i], y[train_i])`` gives.
+                    fitted = model.fit_subsets(X, y, [part for part, _ in splits])
+                    model = fitted[i]
+                elif validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
                     model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
                 else:
                     model.fit(X[train], y[train])

@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -701,17 +702,26 @@ def _forward(x, weights, biases, dropout=0.0, gens=None, real=None):
 
 
 class _ZeroOr:
-    """0 with probability 1/2, else a draw from ``dist`` (Gorishniy et al.'s "{0, dist}")."""
+    """0 with probability 1/2, else a draw from ``inner`` (Gorishniy et al.'s "{0, inner}").
 
-    def __init__(self, dist: Any) -> None:
-        self.dist = dist
+    Like the integer one below, it reads as a frozen scipy distribution where the space is shown
+    (``dist.name``, ``support()``) and draws as one for ParameterSampler (``rvs``).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.dist = SimpleNamespace(name=f"0 or {inner.dist.name}")
+
+    def support(self) -> tuple[float, float]:
+        return self.inner.support()
 
     def rvs(self, random_state=None) -> float:
         rng = check_random_state(random_state)
-        return 0.0 if rng.uniform() < 0.5 else float(self.dist.rvs(random_state=rng))
+        return 0.0 if rng.uniform() < 0.5 else float(self.inner.rvs(random_state=rng))
 
     def __repr__(self) -> str:
-        return f"{{0, {self.dist.dist.name}{self.dist.args}}}"
+        low, high = self.support()
+        return f"{self.dist.name}[{low:g}, {high:g}]"
 
 
 class _LogUniformInt:
@@ -719,13 +729,17 @@ class _LogUniformInt:
 
     def __init__(self, low: int, high: int) -> None:
         self.low, self.high = low, high
+        self.dist = SimpleNamespace(name="log-uniform integer")
+
+    def support(self) -> tuple[int, int]:
+        return self.low, self.high
 
     def rvs(self, random_state=None) -> int:
         value = loguniform(self.low, self.high + 1).rvs(random_state=random_state)
         return int(min(max(math.floor(value), self.low), self.high))
 
     def __repr__(self) -> str:
-        return f"log-uniform integer in [{self.low}, {self.high}]"
+        return f"{self.dist.name}[{self.low}, {self.high}]"
 
 
 SPACE: dict[str, Any] = {
