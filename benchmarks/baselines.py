@@ -28,13 +28,15 @@ accuracy (R² for regression), averaged over the outer folds; the criterion is "
 0.5 point" for mlp (issue 14) and "- 1 point" for the others (issue 4).
 
 ``--time-default-run`` first times the default ``rfmbench run`` (the suite, 5 folds, its default
-models, budget and jobs) in a subprocess, and prints its wall time.
+models, budget and jobs) in a subprocess, and prints its wall time, each model's job seconds (the
+mlp's share) and the load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -147,15 +149,19 @@ def _common_params(params: list[str]) -> str:
     return "; ".join(f"{n}x {p}" for p, n in counts.most_common())
 
 
-def time_default_run(folder: Path) -> float:
-    """Wall seconds of a default ``rfmbench run`` (into ``folder``), run as a user would run it."""
+def time_default_run(folder: Path) -> tuple[float, dict[str, float]]:
+    """Wall seconds of a default ``rfmbench run`` (into ``folder``), run as a user would run it,
+    and each model's share: the sum of its jobs' tuning, fit and predict seconds."""
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "rfmbench", "run", "--out", str(folder), "--run-id", "timed"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    rows = read_run(folder / "timed.csv")
+    seconds = rows["tuning_seconds"] + rows["fit_seconds"] + rows["predict_seconds"]
+    return wall, seconds.groupby(rows["model"]).sum().to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.references == "auto" and importlib.util.find_spec(package) is not None
     ]
     if args.time_default_run:
+        load = os.getloadavg()
         with tempfile.TemporaryDirectory() as tmp:
-            seconds = time_default_run(Path(tmp))
-        print(f"default `rfmbench run` wall time: {seconds:.0f} s", flush=True)
+            wall, per_model = time_default_run(Path(tmp))
+        shares = ", ".join(f"{m} {s:.0f} s" for m, s in sorted(per_model.items()))
+        print(
+            f"default `rfmbench run` wall time: {wall:.0f} s (target 120 s on 2 cores); job seconds:"
+            f" {shares}; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
     budget = default_budget()
     datasets = args.datasets.split(",") if args.datasets else None

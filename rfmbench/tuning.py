@@ -127,19 +127,29 @@ def inner_cv_score(
     target) for regression, so larger is always better. With ``validation_is_given`` the held-out
     part is also passed to ``fit`` as ``X_val, y_val`` when the model takes them (the paper's
     protocol selects the iteration on the same validation split it scores), else a model carves its
-    own validation split.
+    own validation split. A model with a ``fit_subsets(X, y, train_parts)`` method (returning one
+    fitted model per part, each what ``fit`` on that part returns) fits all the parts in one call.
     """
     candidate = Candidate(params=params)
     start = time.perf_counter()
     try:
-        for train, valid in splits:
-            model = spec.make(
-                kind, params, device=device, seed=seed, n_jobs=n_jobs, precision=precision
-            )
-            if validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
-                model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
+        fitted = None
+        for i, (train, valid) in enumerate(splits):
+            if fitted is not None:
+                model = fitted[i]
             else:
-                model.fit(X[train], y[train])
+                model = spec.make(
+                    kind, params, device=device, seed=seed, n_jobs=n_jobs, precision=precision
+                )
+                if hasattr(model, "fit_subsets") and not validation_is_given:
+                    # Every inner training part fitted in one call (e.g. one batched network);
+                    # the i-th model is the one ``fit(X[train_i], y[train_i])`` gives.
+                    fitted = model.fit_subsets(X, y, [part for part, _ in splits])
+                    model = fitted[i]
+                elif validation_is_given and "X_val" in inspect.signature(model.fit).parameters:
+                    model.fit(X[train], y[train], X_val=X[valid], y_val=y[valid])
+                else:
+                    model.fit(X[train], y[train])
             if spec.refit_params is not None:
                 candidate.refit_hints.append(spec.refit_params(model))
             if keep_state and spec.selection_state is not None:

@@ -219,3 +219,71 @@ def test_a_non_finite_validation_score_is_a_failure(tiny_spec) -> None:
     )
     assert candidate.error == "FloatingPointError: non-finite validation score"
     assert candidate.mean_score == -math.inf
+
+
+class SubsetRidge(Ridge):
+    """Ridge that also offers ``fit_subsets`` and counts how tuning fits it."""
+
+    calls: list[str] = []
+
+    def fit(self, X, y, sample_weight=None):
+        SubsetRidge.calls.append("fit")
+        return super().fit(X, y, sample_weight)
+
+    def fit_subsets(self, X, y, subsets):
+        SubsetRidge.calls.append(f"fit_subsets({len(subsets)})")
+        return [Ridge(alpha=self.alpha).fit(X[rows], y[rows]) for rows in subsets]
+
+
+def test_a_model_with_fit_subsets_fits_the_inner_parts_in_one_call(tiny_spec) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=60)
+    splits = inner_splits(y, "regression", 3, seed=0)
+    with_hook = dataclasses.replace(
+        tiny_spec, build=lambda kind, params, **_: SubsetRidge(alpha=params["penalty"])
+    )
+    SubsetRidge.calls = []
+    common = {"device": "cpu", "seed": 0, "n_jobs": 1}
+    hooked = inner_cv_score(with_hook, "regression", {"penalty": 0.5}, X, y, splits, **common)
+    assert SubsetRidge.calls == ["fit_subsets(3)"]  # one call for the three inner folds
+    plain = inner_cv_score(tiny_spec, "regression", {"penalty": 0.5}, X, y, splits, **common)
+    np.testing.assert_allclose(hooked.fold_scores, plain.fold_scores, rtol=1e-12)
+    # The paper's protocol passes each part's validation rows to fit: no hook there.
+    SubsetRidge.calls = []
+    inner_cv_score(
+        with_hook, "regression", {"penalty": 0.5}, X, y, splits, validation_is_given=True, **common
+    )
+    assert SubsetRidge.calls == ["fit"] * 3
+
+
+def test_tuning_the_mlp_through_fit_subsets_matches_fitting_each_fold() -> None:
+    from rfmbench.models.mlp import SPEC
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    splits = inner_splits(y, "classification", 3, seed=0)
+    params = {**SPEC.defaults, "width": 16, "max_epochs": 30, "dropout": 0.2}
+    common = {"device": "cpu", "seed": 4, "n_jobs": 1, "precision": "float64"}
+    stacked = inner_cv_score(SPEC, "classification", params, X, y, splits, **common)
+    one_by_one = dataclasses.replace(SPEC, build=lambda *a, **k: _NoSubsets(SPEC.build(*a, **k)))
+    alone = inner_cv_score(one_by_one, "classification", params, X, y, splits, **common)
+    assert stacked.error is None and stacked.fold_scores == alone.fold_scores
+    assert stacked.refit_hints == alone.refit_hints
+
+
+class _NoSubsets:
+    """Hides ``fit_subsets``, so tuning fits each inner fold on its own."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def fit(self, X, y):
+        self.model.fit(X, y)
+        return self
+
+    def __getattr__(self, name):
+        if name == "fit_subsets":
+            raise AttributeError(name)
+        return getattr(self.model, name)

@@ -143,4 +143,5 @@ def assert_refit_gets_the_early_count(result: TuningResult, count: str) -> None:
     assert len(hints) == 3
     assert all(1 <= hint[count] <= 30 for hint in hints), hints
     median = int(round(float(np.median([hint[count] for hint in hints]))))
-    assert result.refit_params == {count: median, "val_fraction": 0.0}
+    # (a model may hand the refit more, e.g. the mlp its schedule's length)
+    assert {count: median, "val_fraction": 0.0}.items() <= result.refit_params.items()

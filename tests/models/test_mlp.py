@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_iris, make_classification
@@ -82,7 +83,8 @@ def test_early_stopping_restores_best_weights_classifier():
     model = MLPClassifier(width=256, lr=1e-2, dropout=0.0, patience=5, device="cpu", random_state=0)
     model.fit(X_tr, y_tr, X_val=X_val, y_val=y_val)
     assert model.n_epochs_ < model.max_epochs
-    assert model.n_epochs_ == model.best_epoch_ + model.patience
+    # Patience counts from the last 1e-4 relative improvement, at or before the best epoch.
+    assert model.best_epoch_ < model.n_epochs_ <= model.best_epoch_ + model.patience
     assert len(model.val_loss_curve_) == model.n_epochs_
     assert model.best_val_loss_ == pytest.approx(min(model.val_loss_curve_))
     assert model.val_loss_curve_[model.best_epoch_ - 1] == model.best_val_loss_
@@ -99,7 +101,7 @@ def test_early_stopping_restores_best_weights_regressor():
     X_tr, X_val, y_tr, y_val = train_test_split(X, y, test_size=0.3, random_state=0)
     model = MLPRegressor(lr=1e-2, dropout=0.0, patience=5, device="cpu", random_state=0)
     model.fit(X_tr, y_tr, X_val=X_val, y_val=y_val)
-    assert model.n_epochs_ == model.best_epoch_ + model.patience
+    assert model.best_epoch_ < model.n_epochs_ <= model.best_epoch_ + model.patience
     returned = mean_squared_error(y_val, model.predict(X_val))
     assert returned == pytest.approx(model.best_val_loss_, rel=1e-5)
     assert returned == pytest.approx(min(model.val_loss_curve_), rel=1e-5)
@@ -139,7 +141,7 @@ def test_device_and_dtype():
     model = MLPClassifier(max_epochs=2, dtype="float64", device="cpu", random_state=0).fit(X, y)
     assert model.device_ == torch.device("cpu")
     assert all(w.dtype == torch.float64 and w.device.type == "cpu" for w in model.weights_)
-    assert [tuple(w.shape) for w in model.weights_] == [(256, 5), (256, 256), (2, 256)]
+    assert [tuple(w.shape) for w in model.weights_] == [(128, 5), (128, 128), (2, 128)]
 
 
 def test_string_labels_and_explicit_validation_labels():
@@ -158,7 +160,15 @@ def test_string_labels_and_explicit_validation_labels():
 
 @pytest.mark.parametrize("kind", ["classification", "regression"])
 def test_spec_builds_with_given_params(kind):
-    params = {"width": 64, "depth": 1, "dropout": 0.2, "weight_decay": 1e-3, "lr": 2e-3}
+    params = {
+        "width": 64,
+        "depth": 1,
+        "dropout": 0.2,
+        "weight_decay": 1e-3,
+        "lr": 2e-3,
+        "batch_size": 512,
+        "lr_scheduler": False,
+    }
     model = SPEC.build(kind, params, device="cpu", seed=7, n_jobs=1)
     assert isinstance(model, MLPClassifier if kind == "classification" else MLPRegressor)
     assert model.get_params() | params == model.get_params()
@@ -177,3 +187,129 @@ def test_every_sampled_config_fits(kind):
     for params in ParameterSampler(SPEC.space, n_iter=8, random_state=0):
         model = SPEC.build(kind, {**params, "max_epochs": 2}, device="cpu", seed=0, n_jobs=1)
         assert model.fit(X, y).predict(X).shape == (40,)
+
+
+def test_space_is_grinsztajns_mlp_space():
+    draws = list(ParameterSampler(SPEC.space, n_iter=400, random_state=0))
+    depth = [d["depth"] for d in draws]
+    width = np.array([d["width"] for d in draws])
+    lr = np.array([d["lr"] for d in draws])
+    assert set(depth) == set(range(1, 9))
+    assert width.min() >= 16 and width.max() <= 1024 and width.max() > 700
+    assert 0.4 < np.mean(width < 128) < 0.6  # log-uniform: as many below 128 as above
+    assert lr.min() >= 1e-5 and lr.max() <= 1e-2
+    assert {d["batch_size"] for d in draws} == {256, 512, 1024}
+    assert {d["lr_scheduler"] for d in draws} == {True, False}
+    for key, high in (("dropout", 0.5), ("weight_decay", 1e-3)):
+        values = np.array([d[key] for d in draws])
+        assert 0.4 < np.mean(values == 0) < 0.6 and values.max() <= high
+    assert all(isinstance(d["width"], int) for d in draws)
+
+
+@pytest.mark.parametrize("Model", [MLPClassifier, MLPRegressor])
+def test_fit_subsets_trains_each_subset_as_fit_would(Model):
+    """The stacked fit of three subsets equals three separate fits: same validation rows, initial
+    weights, batches (three steps an epoch here), dropout masks, early stopping and outputs."""
+    X, y = make_classification(n_samples=240, n_features=6, n_informative=4, random_state=0)
+    target = y if Model is MLPClassifier else X[:, 0] - 2 * X[:, 1] + 0.1 * y
+    subsets = [np.arange(0, 160), np.arange(40, 200), np.r_[0:100, 150:209]]  # 160, 160, 159 rows
+    params = {"width": 32, "depth": 2, "dropout": 0.2, "weight_decay": 1e-4, "lr": 1e-2}
+    params |= {"batch_size": 48, "max_epochs": 60, "patience": 8, "dtype": "float64"}
+    model = Model(**params, device="cpu", random_state=3)
+    stacked = model.fit_subsets(X, target, subsets)
+    predict = "predict_proba" if Model is MLPClassifier else "predict"
+    for fitted, rows in zip(stacked, subsets, strict=True):
+        alone = Model(**params, device="cpu", random_state=3).fit(X[rows], target[rows])
+        assert fitted.n_features_in_ == 6 and fitted is not model
+        assert fitted.best_epoch_ == alone.best_epoch_ and fitted.n_epochs_ == alone.n_epochs_
+        np.testing.assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-9)
+        np.testing.assert_allclose(fitted.val_loss_curve_, alone.val_loss_curve_, rtol=1e-9)
+        np.testing.assert_allclose(
+            getattr(fitted, predict)(X), getattr(alone, predict)(X), rtol=1e-9, atol=1e-12
+        )
+    assert len({m.best_epoch_ for m in stacked}) > 1  # each member stopped on its own
+
+
+def test_fit_subsets_with_a_class_missing_from_one_subset():
+    X, y = make_classification(
+        n_samples=150, n_features=5, n_classes=3, n_informative=3, random_state=0
+    )
+    subsets = [np.arange(150), np.flatnonzero(y != 2)]
+    models = MLPClassifier(max_epochs=5, device="cpu", random_state=0).fit_subsets(X, y, subsets)
+    assert [list(m.classes_) for m in models] == [[0, 1, 2], [0, 1]]
+    assert models[1].predict_proba(X).shape == (150, 2)
+    alone = MLPClassifier(max_epochs=5, device="cpu", random_state=0).fit(X[subsets[1]], y[y != 2])
+    np.testing.assert_allclose(models[1].predict_proba(X), alone.predict_proba(X), rtol=1e-5)
+
+
+def test_schedule_is_a_function_of_the_epoch_so_a_refit_replays_it():
+    """A fit stopped at epoch 10 of a 30-epoch cosine schedule trains exactly as the first 10
+    epochs of the 30-epoch fit; a 10-epoch schedule decays faster and trains differently."""
+    X, y = make_classification(n_samples=120, n_features=5, random_state=0)
+    params = {"val_fraction": 0.0, "dtype": "float64", "device": "cpu", "random_state": 0}
+    long = MLPClassifier(max_epochs=30, **params).fit(X, y)
+    replay = MLPClassifier(max_epochs=10, schedule_epochs=30, **params).fit(X, y)
+    short = MLPClassifier(max_epochs=10, **params).fit(X, y)
+    flat = MLPClassifier(max_epochs=10, lr_scheduler=False, **params).fit(X, y)
+    np.testing.assert_allclose(replay.loss_curve_, long.loss_curve_[:10], rtol=1e-12)
+    assert replay.schedule_epochs_ == long.schedule_epochs_ == 30 and short.schedule_epochs_ == 10
+    assert short.loss_curve_[2] != replay.loss_curve_[2]  # (loss of epoch e: before its step)
+    assert flat.loss_curve_[0] == short.loss_curve_[0]  # the first epoch runs at the peak rate
+    assert flat.loss_curve_[-1] != short.loss_curve_[-1]
+
+
+def test_refit_params_replay_the_chosen_epoch_and_schedule():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = SPEC.build("classification", {"width": 32}, device="cpu", seed=0).fit(X, y)
+    hints = SPEC.refit_params(model)
+    assert hints == {
+        "max_epochs": model.best_epoch_,
+        "schedule_epochs": model.schedule_epochs_,
+        "max_gflop": None,
+        "val_fraction": 0.0,
+    }
+    assert model.schedule_epochs_ == model.epoch_cap_ == model.max_epochs
+    refit = SPEC.build("classification", {"width": 32, **hints}, device="cpu", seed=0).fit(X, y)
+    assert refit.n_epochs_ == model.best_epoch_ and refit.schedule_epochs_ == model.max_epochs
+
+
+def test_max_gflop_caps_the_epochs_of_large_networks():
+    X, y = make_classification(n_samples=200, n_features=10, random_state=0)
+    params = {"width": 512, "depth": 4, "val_fraction": 0.0, "device": "cpu", "random_state": 0}
+    # weights: 10*512 + 3*512*512 + 512*2 = 792,576; 6 flops each per row and epoch, 200 rows
+    per_epoch = 792_576 * 6 * 200 / 1e9
+    capped = MLPClassifier(**params, max_gflop=10 * per_epoch + 1e-9).fit(X, y)
+    assert capped.epoch_cap_ == capped.n_epochs_ == 10 == capped.schedule_epochs_
+    free = MLPClassifier(**params, max_epochs=12, max_gflop=None).fit(X, y)
+    assert free.epoch_cap_ == free.n_epochs_ == 12
+    small = MLPClassifier(**{**params, "width": 8}, max_epochs=12).fit(X, y)
+    assert small.n_epochs_ == 12  # a small network is not capped
+
+
+def test_cli_rows_do_not_depend_on_jobs_and_float64_is_used(tmp_path):
+    """`rfmbench run --models mlp` writes the same rows with --jobs 1 and --jobs 2 (the stacked
+    inner folds included), and under --precision float64 the networks train in float64."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rfmbench.cli import app
+    from rfmbench.results import read_run
+
+    compared = ["dataset", "fold", "status", "params", "inner_cv_score", "accuracy", "log_loss"]
+    frames = {}
+    for jobs in (1, 2):
+        args = ["run", "--datasets", "iris", "--models", "mlp", "--folds", "2"]
+        args += ["--inner-folds", "2", "--budget", "2", "--jobs", str(jobs), "--device", "cpu"]
+        args += ["--precision", "float64", "--out", str(tmp_path), "--run-id", f"jobs{jobs}"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = read_run(tmp_path / f"jobs{jobs}.csv")
+        frames[jobs] = rows[compared].sort_values(["dataset", "fold"]).reset_index(drop=True)
+    assert (frames[1]["status"] == "ok").all(), frames[1]
+    pd.testing.assert_frame_equal(frames[1], frames[2], check_exact=True)
+    for params in frames[1]["params"]:
+        assert {"max_epochs", "schedule_epochs", "lr_scheduler"} <= set(json.loads(params))
+    model = SPEC.make("classification", {}, device="cpu", seed=0, n_jobs=1, precision="float64")
+    assert model.dtype == "float64"
