@@ -34,6 +34,8 @@ class Candidate:
     error: str | None = None
     refit_hints: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # see ModelSpec.selection_state
+    # Per inner fold, the model's validation score at each of its iterations (RFM's val_scores_).
+    iteration_scores: list[list[float]] = field(default_factory=list)
 
     @property
     def mean_score(self) -> float:
@@ -52,6 +54,16 @@ class TuningResult:
     refit_params: dict[str, Any] = field(default_factory=dict)
     # Fitted state the test folds' fits reuse as parameters (``keep_state``); not hyperparameters.
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def iteration_scores(self) -> list[float] | None:
+        """The chosen candidate's validation score per iteration, averaged over the inner folds
+        (None for a model without iterations, or folds whose iteration counts differ)."""
+        best = next((c for c in self.candidates if c.params == self.best_params), None)
+        curves = [] if best is None else best.iteration_scores
+        if not curves or len({len(curve) for curve in curves}) != 1:
+            return None
+        return [float(v) for v in np.nanmean(np.asarray(curves, dtype=np.float64), axis=0)]
 
     @property
     def n_failed(self) -> int:
@@ -154,6 +166,9 @@ def inner_cv_score(
                 candidate.refit_hints.append(spec.refit_params(model))
             if keep_state and spec.selection_state is not None:
                 candidate.state = spec.selection_state(model)  # one split: that model's state
+            curve = _iteration_curve(model)
+            if curve is not None:
+                candidate.iteration_scores.append(curve)
             predicted = model.predict(X[valid])
             if kind == "classification":
                 score = float(np.mean(predicted == y[valid]))
@@ -237,6 +252,15 @@ def tune(
         refit_params=_median_hints(best.refit_hints),
         state=best.state,
     )
+
+
+def _iteration_curve(model: Any) -> list[float] | None:
+    """A fitted model's validation score per iteration, when it has one flat list of them."""
+    scores = getattr(model, "val_scores_", None)
+    if not scores or any(isinstance(v, list) for v in scores):  # none, or one list per leaf
+        return None
+    values = [float(v) for v in scores]
+    return values if any(math.isfinite(v) for v in values) else None
 
 
 def _median_hints(hints: list[dict[str, Any]]) -> dict[str, Any]:

@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the torch idiom)
 from scipy.stats import loguniform, randint, uniform
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -54,6 +53,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rfmbench.devices import resolve_device
 from rfmbench.metrics import beats
 from rfmbench.models.spec import ModelSpec
+from rfmbench.models.validation import validation_split
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -422,24 +422,14 @@ class _BaseMLP(BaseEstimator):
         return max(1, min(self.max_epochs, int(self.max_gflop / per_epoch)))
 
     def _split(self, X, y, rng):
-        """Carve the validation rows; return (X_tr, X_val, y_tr, y_val), X_val None if none fit."""
-        n = X.shape[0]
-        n_val = math.ceil(self.val_fraction * n)
-        if n_val < 1 or n - n_val < 1:
+        """Carve the validation rows (`rfmbench.models.validation`); return (X_tr, X_val, y_tr,
+        y_val), X_val None if none can be held out."""
+        if self.val_fraction <= 0 or X.shape[0] < 2:
             return X, None, y, None
-        stratify = None
-        if self._stratify:
-            counts = np.bincount(y)
-            k = np.count_nonzero(counts)
-            if counts[counts > 0].min() >= 2 and n_val >= k and n - n_val >= k:
-                stratify = y
-        return train_test_split(
-            X,
-            y,
-            test_size=n_val,
-            stratify=stratify,
-            random_state=rng.randint(np.iinfo(np.int32).max),
-        )
+        labels = y if self._stratify else None
+        seed = rng.randint(np.iinfo(np.int32).max)
+        train, val = validation_split(X.shape[0], self.val_fraction, labels, seed)
+        return X[train], X[val], y[train], y[val]
 
     def _raw_predict(self, X) -> np.ndarray:
         """Network outputs for ``X`` as float64 numpy, computed in chunks on the device."""

@@ -171,7 +171,7 @@ def _evaluate(job: Job, task: Task, config: JobConfig) -> dict[str, Any]:
     return {
         **metrics,
         **feature_scores(model, task.truth, _raw_scales(task, split.train), fold.X_train),
-        **_iteration_scores(model),
+        **_iteration_scores(model, tuning),
         "error": "",
         "params": json.dumps(params, sort_keys=True),
         "solver": getattr(model, "solver_path_", ""),
@@ -205,8 +205,13 @@ def _monitor(model: Any, task: Task, fold: Any) -> dict[str, Any]:
     return {"monitor": (fold.X_test, y)}
 
 
-def _iteration_scores(model: Any) -> dict[str, str]:
-    """RFM's per-iteration scores as JSON lists (NaN as null); nothing for other models."""
+def _iteration_scores(model: Any, tuning: Any) -> dict[str, str]:
+    """RFM's per-iteration scores as JSON lists (NaN as null); nothing for other models.
+
+    Validation: the final fit's own (when it held rows out), else the tuning's: the chosen
+    configuration's curve on the inner folds (or the selection split), averaged over them. Test:
+    the final fit on the test fold, recorded through ``monitor`` and never selected on.
+    """
 
     def as_json(scores: Any) -> str:
         if any(isinstance(v, list) for v in scores):  # partitioned: one list per leaf
@@ -219,6 +224,8 @@ def _iteration_scores(model: Any) -> dict[str, str]:
     columns = {}
     if getattr(model, "val_scores_", None) is not None:
         columns["iteration_val_scores"] = as_json(model.val_scores_)
+        if not columns["iteration_val_scores"] and tuning.iteration_scores is not None:
+            columns["iteration_val_scores"] = as_json(tuning.iteration_scores)
     if getattr(model, "monitor_scores_", None) is not None:
         columns["iteration_test_scores"] = as_json(model.monitor_scores_)
     return columns

@@ -23,7 +23,7 @@ FAST = {"n_epochs": 4}  # a few epochs: these tests check the plumbing, not Real
 def test_first_candidate_is_realmlp_td_as_pytabkit_ships_it() -> None:
     first, *drawn = candidate_configs(SPEC, budget=4, seed=0)
     assert first == {}
-    model = SPEC.build("classification", first, device="cpu", seed=3, n_jobs=1)
+    model = SPEC.build("classification", first, device="cpu", seed=3, threads=1)
     assert isinstance(model, pytabkit.RealMLP_TD_Classifier)
     assert model.random_state == 3 and model.device == "cpu" and model.n_threads == 1
     assert model.lr is None and model.hidden_sizes is None  # pytabkit's TD values apply
@@ -36,7 +36,7 @@ def test_sampled_configurations_fit(kind: str) -> None:
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int) if kind == "classification" else X[:, 0]
     for params in ParameterSampler(SPEC.space, n_iter=2, random_state=0):
-        model = SPEC.build(kind, {**params, **FAST}, device="cpu", seed=0, n_jobs=1)
+        model = SPEC.build(kind, {**params, **FAST}, device="cpu", seed=0, threads=1)
         assert model.hidden_sizes == HIDDEN_SIZES[params["hidden_sizes"]]
         assert (model.ls_eps is None) == (kind == "regression")
         assert model.fit(X, y).predict(X).shape == (60,)
@@ -46,7 +46,7 @@ def test_sampled_configurations_fit(kind: str) -> None:
 def test_a_job_gives_an_ok_row(kind: str, register_model) -> None:
     register_model(dataclasses.replace(SPEC, name="realmlp-fast", defaults=FAST))
     task = make_task(kind)
-    config = JobConfig(run_id="t", seed=0, inner_folds=2, budget=2, device="cpu", n_jobs=1)
+    config = JobConfig(run_id="t", seed=0, inner_folds=2, budget=2, device="cpu", threads=1)
     row = run_job(Job(task.name, 0, "realmlp-fast"), task, config)
     assert row["status"] == "ok", row.get("error")
     metric = "accuracy" if kind == "classification" else "r2"

@@ -42,7 +42,7 @@ def test_seeded():
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("name", ["rfm", "xgboost", "lightgbm", "xrfm"])
+@pytest.mark.parametrize("name", ["rfm", "mlp", "xgboost", "lightgbm", "xrfm"])
 def test_models_that_hold_out_rows_accept_fewer_held_out_rows_than_classes(name):
     """Two held-out rows and three classes: stratifying would raise; the split falls back."""
     from rfmbench.models.registry import MODELS

@@ -141,3 +141,34 @@ def test_rows_name_the_device_the_model_ran_on(model, expected):
     """A forest in a --device cuda run ran on the CPU, and its row says so."""
     assert model_device(model, "cuda:1") == expected
     assert model_device(model, "cpu") == "cpu"
+
+
+def test_rfm_rows_carry_the_tuned_configurations_validation_curve(monkeypatch) -> None:
+    """The refit holds no rows out; the row's validation curve is the chosen candidate's mean
+    over the inner folds, one score per iteration 0..iters, and the test curve is the refit's."""
+    import rfmbench.tuning as tuning_module
+    from tests.conftest import make_task
+
+    tunings = []
+    real_tune = tuning_module.tune
+
+    def spy(*args, **kwargs):
+        tunings.append(real_tune(*args, **kwargs))
+        return tunings[-1]
+
+    monkeypatch.setattr(tuning_module, "tune", spy)
+    task = make_task("classification")
+    config = JobConfig(run_id="t", seed=0, inner_folds=2, budget=2, device="cpu")
+    row = run_job(Job(task.name, 0, "rfm"), task, config)
+    assert row["status"] == "ok", row.get("error")
+    (tuning,) = tunings
+    best = next(c for c in tuning.candidates if c.params == tuning.best_params)
+    assert len(best.iteration_scores) == 2  # one curve per inner fold
+    expected = np.mean(np.asarray(best.iteration_scores), axis=0)
+    val = json.loads(row["iteration_val_scores"])
+    assert len(val) == best.params["iters"] + 1
+    np.testing.assert_allclose(val, expected, atol=1e-6)
+    test = json.loads(row["iteration_test_scores"])
+    params = json.loads(row["params"])
+    assert len(test) == params["iters"] + 1  # the refit runs the chosen number of iterations
+    assert test[-1] == pytest.approx(row["accuracy"], abs=1e-6)
