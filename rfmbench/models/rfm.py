@@ -68,6 +68,18 @@ AUTO_LEAF_ROWS = {"cpu": 5_000, "cuda": 60_000}
 
 
 @dataclass
+class _IterationPlan:
+    """What the iterations of one RFM path share (see `_BaseRFM._iteration_plan`)."""
+
+    path: str  # "cholesky" or "pcg"
+    sample: torch.Tensor | None  # rows of the AGOP (None: all)
+    keep_rows: bool  # the sample's kernel rows fit in half the budget: keep them from the solve
+    agop_rows: int  # AGOP block rows
+    block_bytes: float  # temporaries of the kernel system
+    nystrom_gen: torch.Generator
+
+
+@dataclass
 class _Leaf:
     """One fitted RFM: the selected metric and coefficients, and how the fit went."""
 
@@ -245,10 +257,50 @@ class _BaseRFM(BaseEstimator):
 
     def _fit_path(self, X_tr, Y_tr, X_va, score, rng) -> _Leaf:
         """Run iterations 0..iters; keep the best. ``score(outputs) -> float``, higher is better."""
+        d = X_tr.shape[1]
+        plan = self._iteration_plan(X_tr, Y_tr.shape[1], rng)
+        timings = {"kernel": 0.0, "solve": 0.0, "validation": 0.0, "agop": 0.0}
+        val_scores, methods, residuals, steps = [], [], [], []
+        best = (-np.inf, None, None, 0)  # score, M, coef, iteration
+        M = self._initial_metric(d, X_tr)
+        coef = None
+        for it in range(self.iters + 1):
+            t0 = time.perf_counter()
+            sol, K_rows, built = self._solve(plan, X_tr, Y_tr, M, coef, last=it == self.iters)
+            t2 = time.perf_counter()
+            coef = sol.coef
+            methods.append(sol.method)
+            residuals.append(sol.residual)
+            steps.append(sol.steps)
+            val = score(self._scores(X_va, X_tr, coef, M)) if X_va is not None else np.nan
+            t3 = time.perf_counter()
+            val_scores.append(val)
+            self._score_monitor(X_tr, coef, M)
+            timings["kernel"] += built - t0
+            timings["solve"] += t2 - built
+            timings["validation"] += t3 - t2
+            # NaN never wins; near-ties (metrics.TIE_RTOL) keep the earlier iteration; with no
+            # validation the last one stays.
+            if X_va is None or best[2] is None or beats(val, best[0]):
+                best = (val, M, coef, it)
+            if it == self.iters:
+                break
+            M = self._next_metric(plan, X_tr, coef, M, K_rows, it)
+            timings["agop"] += time.perf_counter() - max(t3, self._monitor_end)
+            if M is None:
+                break
+        _, M, coef, best_iter = best
+        d_eye = torch.ones(d, dtype=X_tr.dtype, device=X_tr.device)
+        if M is None:
+            M = d_eye if self.diag else torch.diag(d_eye)
+        return _Leaf(M, coef, X_tr, best_iter, val_scores, methods, residuals, steps, timings)
+
+    def _iteration_plan(self, X_tr, n_outputs: int, rng) -> _IterationPlan:
+        """What every iteration of a path shares: solver, AGOP sample, block sizes, generators."""
         n, d = X_tr.shape
         itemsize = X_tr.element_size()
         budget = self._block_bytes()
-        path = self._path(n, d, Y_tr.shape[1], itemsize)
+        path = self._path(n, d, n_outputs, itemsize)
         sample = None
         if self.agop_samples < n:
             gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
@@ -257,75 +309,58 @@ class _BaseRFM(BaseEstimator):
         # Half the budget for blocked temporaries, half for the sample's kernel rows kept from the
         # solve (when they fit; otherwise the AGOP recomputes them block by block).
         s = n if sample is None else sample.shape[0]
-        keep_rows = path == "cholesky" and s * n * itemsize <= budget / 2
-        # With every row in the sample, the kept rows are a copy of K: the residual check reads
-        # it instead of recomputing the kernel (kept at the last iteration too, for that).
         agop_rows = block_rows_for(
-            budget / 2, self.kernel_.agop_bytes_per_row(n, d, Y_tr.shape[1], itemsize), s
+            budget / 2, self.kernel_.agop_bytes_per_row(n, d, n_outputs, itemsize), s
         )
-        nystrom_gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
-        timings = {"kernel": 0.0, "solve": 0.0, "validation": 0.0, "agop": 0.0}
-        val_scores, methods, residuals, steps = [], [], [], []
-        best = (-np.inf, None, None, 0)  # score, M, coef, iteration
-        M = self._initial_metric(d, X_tr)
-        coef = None
-        for it in range(self.iters + 1):
-            t0 = time.perf_counter()
-            system = KernelSystem(self.kernel_, X_tr, M, self.reg, budget / 2)
-            kept = {"built": t0, "rows": None}
-            keep = keep_rows and (it < self.iters or sample is None)
-            on_matrix = functools.partial(
-                _keep_rows, kept=kept, sample=sample, keep=keep, system=system
+        return _IterationPlan(
+            path=path,
+            sample=sample,
+            keep_rows=path == "cholesky" and s * n * itemsize <= budget / 2,
+            agop_rows=agop_rows,
+            block_bytes=budget / 2,
+            nystrom_gen=torch.Generator().manual_seed(int(rng.randint(2**31 - 1))),
+        )
+
+    def _solve(self, plan: _IterationPlan, X_tr, Y_tr, M, coef, *, last: bool):
+        """One iteration's kernel system solved: (solution, kept AGOP kernel rows, built time).
+
+        With every row in the AGOP sample the kept rows are a copy of K: the residual check reads
+        it instead of recomputing the kernel (kept at the last iteration too, for that).
+        """
+        system = KernelSystem(self.kernel_, X_tr, M, self.reg, plan.block_bytes)
+        kept = {"built": time.perf_counter(), "rows": None}
+        keep = plan.keep_rows and (not last or plan.sample is None)
+        on_matrix = functools.partial(
+            _keep_rows, kept=kept, sample=plan.sample, keep=keep, system=system
+        )
+        if plan.path == "cholesky":
+            sol = exact_solve(system, Y_tr, fits=self._fits_more, on_matrix=on_matrix)
+        else:
+            sol = pcg_solve(
+                system, Y_tr, x0=coef, rank=self.nystrom_rank, generator=plan.nystrom_gen
             )
-            if path == "cholesky":
-                sol = exact_solve(system, Y_tr, fits=self._fits_more, on_matrix=on_matrix)
-            else:
-                sol = pcg_solve(
-                    system, Y_tr, x0=coef, rank=self.nystrom_rank, generator=nystrom_gen
-                )
-            t2 = time.perf_counter()
-            coef, K_rows = sol.coef, kept["rows"] if it < self.iters else None
-            system.cached = None
-            methods.append(sol.method)
-            residuals.append(sol.residual)
-            steps.append(sol.steps)
-            val = score(self._scores(X_va, X_tr, coef, M)) if X_va is not None else np.nan
-            t3 = time.perf_counter()
-            val_scores.append(val)
-            self._score_monitor(X_tr, coef, M)
-            timings["kernel"] += kept["built"] - t0
-            timings["solve"] += t2 - kept["built"]
-            timings["validation"] += t3 - t2
-            # NaN never wins; near-ties (metrics.TIE_RTOL) keep the earlier iteration; with no
-            # validation the last one stays.
-            if X_va is None or best[2] is None or beats(val, best[0]):
-                best = (val, M, coef, it)
-            if it == self.iters:
-                break
-            X_g, M_g = X_tr, M
-            if coef.dtype != X_tr.dtype:  # a repaired solve: the gradients in its precision too
-                X_g, K_rows = X_tr.to(coef.dtype), None
-                M_g = None if M is None else M.to(coef.dtype)
-            G = agop(
-                self.kernel_, X_g, coef, M_g, sample=sample, K_rows=K_rows, diag=self.diag,
-                center_grads=self.center_grads, block_rows=agop_rows,
-            ).to(X_tr.dtype)  # fmt: skip
-            del K_rows, X_g
-            timings["agop"] += time.perf_counter() - max(t3, self._monitor_end)
-            top = float(G.max())
-            if not np.isfinite(top) or top <= 0:
-                logger.warning(
-                    "%s: AGOP is zero or not finite at iteration %d; stopping the iterations",
-                    type(self).__name__,
-                    it,
-                )
-                break
-            M = psd_power(G / top if self.agop_scale == "max" else G, self.agop_power)
-        _, M, coef, best_iter = best
-        d_eye = torch.ones(d, dtype=X_tr.dtype, device=X_tr.device)
-        if M is None:
-            M = d_eye if self.diag else torch.diag(d_eye)
-        return _Leaf(M, coef, X_tr, best_iter, val_scores, methods, residuals, steps, timings)
+        system.cached = None
+        return sol, (None if last else kept["rows"]), kept["built"]
+
+    def _next_metric(self, plan: _IterationPlan, X_tr, coef, M, K_rows, it: int):
+        """The next iteration's metric from the AGOP of this one's predictor; None to stop."""
+        X_g, M_g = X_tr, M
+        if coef.dtype != X_tr.dtype:  # a repaired solve: the gradients in its precision too
+            X_g, K_rows = X_tr.to(coef.dtype), None
+            M_g = None if M is None else M.to(coef.dtype)
+        G = agop(
+            self.kernel_, X_g, coef, M_g, sample=plan.sample, K_rows=K_rows, diag=self.diag,
+            center_grads=self.center_grads, block_rows=plan.agop_rows,
+        ).to(X_tr.dtype)  # fmt: skip
+        top = float(G.max())
+        if not np.isfinite(top) or top <= 0:
+            logger.warning(
+                "%s: AGOP is zero or not finite at iteration %d; stopping the iterations",
+                type(self).__name__,
+                it,
+            )
+            return None
+        return psd_power(G / top if self.agop_scale == "max" else G, self.agop_power)
 
     def _set_monitor(self, monitor, score) -> None:
         """Keep ``fit(..., monitor=(X, y))`` for `_score_monitor`: rows scored, never selected on."""
