@@ -258,6 +258,8 @@ class _BaseMLP(BaseEstimator):
         ``members * batch * width * depth``, and per member four copies of the weights (weights,
         gradient, two AdamW moments) and one of the best epoch's.
         """
+        # One long loop on purpose: when a member stops early the stacked rows, parameters,
+        # optimizer state, generators and stopping records all shrink together, in one place.
         device = resolve_device(self.device)
         dtype = _DTYPES[self.dtype]
         k = len(members)
