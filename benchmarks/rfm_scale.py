@@ -15,8 +15,9 @@ Models:
 - ``ours``: `RFMRegressor` / `RFMClassifier` with ``max_leaf_size=--leaf`` (the partitioned RFM).
 - ``xrfm``: ``xrfm.xRFM(max_leaf_size=--leaf)``, split method ``top_vector_agop_on_subset`` (its
   default), the same leaf RFM settings (``early_stop_rfm=False``). One change: its split model's
-  subset (50,000 rows by default, a 9 GiB LU solve per split on the CPU) is capped at the leaf size,
-  as ours is, so that both trees cost the same per split; ``--xrfm-split-subset 50000`` restores it.
+  subset (50,000 rows by default, a 9 GiB LU solve per split on the CPU) is capped at the leaf size;
+  ours fits its split model on 2,000 rows (``rfm.SPLIT_ROWS``), so its splits are cheaper.
+  ``--xrfm-split-subset 2000`` gives xRFM the same split subset as ours, ``50000`` its default.
 - ``exact``: ours with one exact Cholesky fit on all rows (``max_leaf_size=None``), n <= 20,000.
 - ``pcg``: ours with the Nystrom-PCG solver on all rows (``solver='pcg'``), n <= 20,000.
 

@@ -13,8 +13,10 @@ Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, it
   memory relative to a 40 GB GPU, ours to what the memory plan and a time target allow.
 - the split model: theirs is fixed (``default_rfm_params``: ``l2_high_dim`` kernel, bandwidth 10,
   reg 1e-3, no iteration) on a subset of up to 50,000 rows (95% fitted); ours uses the estimator's
-  own kernel, bandwidth, exponent and reg on ``split_samples`` rows (default: the leaf size, an
-  exact solve the leaves afford anyway), and its AGOP over ``agop_samples`` of them.
+  own kernel, bandwidth, exponent and reg on a random ``rfm.SPLIT_ROWS`` (2,000) of the node's rows
+  (or all, when fewer), and its AGOP over ``agop_samples`` of them. 2,000 rather than the leaf size:
+  at n = 100,000 (32 leaves of ~3,000 rows, 31 splits) the splits on 5,000 rows were a third of the
+  fit (38.0 s -> 25.8 s with 2,000; test MSE 0.0084 -> 0.0085, classification error 0.0328 -> 0.0332).
 - the median split: theirs sends the sorted first half left (``_get_balanced_split`` with
   ``overlap_fraction=0``) and validation rows by ``projection <= median``; ours the same halves,
   and every routed row by ``projection <= midpoint``.

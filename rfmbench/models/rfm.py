@@ -67,6 +67,10 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTO_LEAF_ROWS = {"cpu": 5_000, "cuda": 60_000}
 
 
+# Rows of the kernel ridge fit whose AGOP gives a partition node's split direction (see partition.py).
+SPLIT_ROWS = 2_000
+
+
 @dataclass
 class _IterationPlan:
     """What the iterations of one RFM path share (see `_BaseRFM._iteration_plan`)."""
@@ -445,7 +449,7 @@ class _BaseRFM(BaseEstimator):
     def _fit_tree(self, X_all, Y_all, X_va, Y_val, Y, labels, score, rng, leaf_size):
         """Partitioned RFM (`rfmbench.models.partition`): split the rows, fit one RFM per leaf."""
         gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
-        split_rows = min(leaf_size, 20_000)
+        split_rows = min(leaf_size, SPLIT_ROWS)
 
         def direction(idx):
             pick = idx[torch.randperm(idx.shape[0], generator=gen)[:split_rows].to(idx.device)]
