@@ -24,8 +24,8 @@ from rfmbench.errors import BadOption
 # A run id names files (RUN_ID.csv, RUN_ID.json, RUN_ID-leaderboard.csv): a plain file name that
 # means the same on every file system and in a shell, so no separators, no leading dot, no spaces.
 RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+=@")
-# RUN_ID-leaderboard.csv, RUN_ID-selection/ and RUN_ID-features/ belong to run RUN_ID; a run named "x-leaderboard"
-# would write its rows where run "x" writes its leaderboard.
+# RUN_ID-leaderboard.csv, RUN_ID-selection/ and RUN_ID-features/ belong to run RUN_ID; a run
+# named "x-leaderboard" would write its rows where run "x" writes its leaderboard.
 RESERVED_ENDINGS = ("-leaderboard", "-selection", "-features")
 RUN_ID_MAX = 200  # leaves room for "-leaderboard.csv" and ".lock" within NAME_MAX (255 bytes)
 

@@ -54,16 +54,9 @@ class TuningResult:
     refit_params: dict[str, Any] = field(default_factory=dict)
     # Fitted state the test folds' fits reuse as parameters (``keep_state``); not hyperparameters.
     state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def iteration_scores(self) -> list[float] | None:
-        """The chosen candidate's validation score per iteration, averaged over the inner folds
-        (None for a model without iterations, or folds whose iteration counts differ)."""
-        best = next((c for c in self.candidates if c.params == self.best_params), None)
-        curves = [] if best is None else best.iteration_scores
-        if not curves or len({len(curve) for curve in curves}) != 1:
-            return None
-        return [float(v) for v in np.nanmean(np.asarray(curves, dtype=np.float64), axis=0)]
+    # The chosen candidate's validation score per iteration, averaged over the inner folds (None
+    # for a model without iterations, or folds whose iteration counts differ).
+    iteration_scores: list[float] | None = None
 
     @property
     def n_failed(self) -> int:
@@ -81,6 +74,7 @@ class TuningResult:
             candidates=[Candidate(**c) for c in data["candidates"]],
             refit_params=dict(data["refit_params"]),
             state=dict(data.get("state", {})),
+            iteration_scores=data.get("iteration_scores"),
         )
 
 
@@ -166,7 +160,7 @@ def inner_cv_score(
                 candidate.refit_hints.append(spec.refit_params(model))
             if keep_state and spec.selection_state is not None:
                 candidate.state = spec.selection_state(model)  # one split: that model's state
-            curve = _iteration_curve(model)
+            curve = iteration_curve(model)
             if curve is not None:
                 candidate.iteration_scores.append(curve)
             predicted = model.predict(X[valid])
@@ -251,16 +245,25 @@ def tune(
         candidates=candidates,
         refit_params=_median_hints(best.refit_hints),
         state=best.state,
+        iteration_scores=_mean_curve(best.iteration_scores),
     )
 
 
-def _iteration_curve(model: Any) -> list[float] | None:
-    """A fitted model's validation score per iteration, when it has one flat list of them."""
+def iteration_curve(model: Any) -> list[float] | None:
+    """A fitted model's validation score per iteration, when it has one flat list of them with a
+    finite score (None: no iterations, one list per leaf, or no validation rows)."""
     scores = getattr(model, "val_scores_", None)
     if not scores or any(isinstance(v, list) for v in scores):  # none, or one list per leaf
         return None
     values = [float(v) for v in scores]
     return values if any(math.isfinite(v) for v in values) else None
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float] | None:
+    """The inner folds' curves averaged, when they have one length."""
+    if not curves or len({len(curve) for curve in curves}) != 1:
+        return None
+    return [float(v) for v in np.nanmean(np.asarray(curves, dtype=np.float64), axis=0)]
 
 
 def _median_hints(hints: list[dict[str, Any]]) -> dict[str, Any]:

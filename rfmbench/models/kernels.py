@@ -184,14 +184,7 @@ def laplace_kernel(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Laplace kernel ``exp(-d_M(x, z)^exponent / bandwidth)``, shape ``(n_x, n_z)``."""
-    out = _output(X, Z, out)
-    for block in _sq_distance_blocks(X, Z, M, out, block_rows):
-        if exponent == 1.0:  # d^exponent = (d^2)^(exponent / 2)
-            block.sqrt_()
-        else:
-            block.pow_(exponent / 2)
-        block.mul_(-1.0 / bandwidth).exp_()
-    return out
+    return LaplaceKernel(bandwidth, exponent).matrix(X, Z, M, block_rows=block_rows, out=out)
 
 
 def gaussian_kernel(
@@ -204,10 +197,7 @@ def gaussian_kernel(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gaussian kernel ``exp(-d_M(x, z)^2 / (2 bandwidth^2))``, shape ``(n_x, n_z)``."""
-    out = _output(X, Z, out)
-    for block in _sq_distance_blocks(X, Z, M, out, block_rows):
-        block.mul_(-0.5 / bandwidth**2).exp_()
-    return out
+    return GaussianKernel(bandwidth).matrix(X, Z, M, block_rows=block_rows, out=out)
 
 
 def product_laplace_kernel(
@@ -278,8 +268,14 @@ class Kernel:
         block_rows: int | None = None,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``K(X, Z)`` on the metric ``M``, shape ``(n_x, n_z)``, ``block_rows`` rows at a time."""
-        raise NotImplementedError
+        """``K(X, Z)`` on the metric ``M``, shape ``(n_x, n_z)``, ``block_rows`` rows at a time.
+
+        Radial kernels finish each block of squared distances in place while it is in cache.
+        """
+        out = _output(X, Z, out)
+        for block in _sq_distance_blocks(X, Z, M, out, block_rows):
+            self._finish(block)
+        return out
 
     def rows(self, X: torch.Tensor, rows: slice, M: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ``rows`` of the training kernel ``K(X, X)``, shape ``(len(rows), n)``.
@@ -373,14 +369,8 @@ class LaplaceKernel(Kernel):
 
     name = "laplace"
 
-    def matrix(self, X, Z, M=None, *, block_rows=None, out=None):
-        return laplace_kernel(
-            X, Z, M, bandwidth=self.bandwidth, exponent=self.exponent, block_rows=block_rows,
-            out=out,
-        )  # fmt: skip
-
     def _finish(self, sq_distances):
-        if self.exponent == 1.0:
+        if self.exponent == 1.0:  # d^exponent = (d^2)^(exponent / 2)
             sq_distances.sqrt_()
         else:
             sq_distances.pow_(self.exponent / 2)
@@ -403,9 +393,6 @@ class GaussianKernel(Kernel):
     """``exp(-d_M(x, z)^2 / (2 bandwidth^2))``; ``exponent`` is unused."""
 
     name = "gaussian"
-
-    def matrix(self, X, Z, M=None, *, block_rows=None, out=None):
-        return gaussian_kernel(X, Z, M, bandwidth=self.bandwidth, block_rows=block_rows, out=out)
 
     def _finish(self, sq_distances):
         return sq_distances.mul_(-0.5 / self.bandwidth**2).exp_()

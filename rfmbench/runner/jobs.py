@@ -22,7 +22,7 @@ from rfmbench.metrics import classification_metrics, regression_metrics
 from rfmbench.models.registry import get_model
 from rfmbench.runner.protocols import DefaultProtocol, Protocol, job_seed
 from rfmbench.tasks import Task
-from rfmbench.tuning import TuningResult
+from rfmbench.tuning import TuningResult, iteration_curve
 
 
 @dataclass(frozen=True)
@@ -213,21 +213,19 @@ def _iteration_scores(model: Any, tuning: Any) -> dict[str, str]:
     the final fit on the test fold, recorded through ``monitor`` and never selected on.
     """
 
-    def as_json(scores: Any) -> str:
-        if any(isinstance(v, list) for v in scores):  # partitioned: one list per leaf
+    def as_json(scores: list[float] | None) -> str:
+        if scores is None:
             return ""
-        values = np.asarray(scores, dtype=np.float64)
-        if values.ndim != 1 or not np.isfinite(values).any():  # partitioned, or no validation
-            return ""
-        return json.dumps([round(float(v), 6) if np.isfinite(v) else None for v in values])
+        return json.dumps([round(float(v), 6) if math.isfinite(v) else None for v in scores])
 
     columns = {}
     if getattr(model, "val_scores_", None) is not None:
-        columns["iteration_val_scores"] = as_json(model.val_scores_)
-        if not columns["iteration_val_scores"] and tuning.iteration_scores is not None:
-            columns["iteration_val_scores"] = as_json(tuning.iteration_scores)
+        curve = iteration_curve(model)
+        columns["iteration_val_scores"] = as_json(curve or tuning.iteration_scores)
     if getattr(model, "monitor_scores_", None) is not None:
-        columns["iteration_test_scores"] = as_json(model.monitor_scores_)
+        monitored = [float(v) for v in model.monitor_scores_]
+        finite = any(math.isfinite(v) for v in monitored)
+        columns["iteration_test_scores"] = as_json(monitored if finite else None)
     return columns
 
 
