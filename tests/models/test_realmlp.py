@@ -23,7 +23,7 @@ FAST = {"n_epochs": 4}  # a few epochs: these tests check the plumbing, not Real
 def test_first_candidate_is_realmlp_td_as_pytabkit_ships_it() -> None:
     first, *drawn = candidate_configs(SPEC, budget=4, seed=0)
     assert first == {}
-    model = SPEC.build("classification", first, device="cpu", seed=3, threads=1)
+    model = SPEC.build("classification", first, device="cpu", seed=3, n_jobs=1)
     assert isinstance(model, pytabkit.RealMLP_TD_Classifier)
     assert model.random_state == 3 and model.device == "cpu" and model.n_threads == 1
     assert model.lr is None and model.hidden_sizes is None  # pytabkit's TD values apply
@@ -36,7 +36,7 @@ def test_sampled_configurations_fit(kind: str) -> None:
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int) if kind == "classification" else X[:, 0]
     for params in ParameterSampler(SPEC.space, n_iter=2, random_state=0):
-        model = SPEC.build(kind, {**params, **FAST}, device="cpu", seed=0, threads=1)
+        model = SPEC.build(kind, {**params, **FAST}, device="cpu", seed=0, n_jobs=1)
         assert model.hidden_sizes == HIDDEN_SIZES[params["hidden_sizes"]]
         assert (model.ls_eps is None) == (kind == "regression")
         assert model.fit(X, y).predict(X).shape == (60,)
