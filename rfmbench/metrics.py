@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as sk
@@ -78,3 +79,33 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(sk.mean_absolute_error(y_true, y_pred)),
         "r2": float(sk.r2_score(y_true, y_pred)),
     }
+
+
+def validation_score(model: Any, X: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """Accuracy (classification) or minus the mean squared error (regression) of ``model`` on
+    held-out rows: larger is better."""
+    predicted = model.predict(X)
+    if kind == "classification":
+        return float(np.mean(predicted == y))
+    return -float(np.mean((np.asarray(predicted, dtype=float) - y) ** 2))
+
+
+def neg_log_loss_score(model: Any, X: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """Minus the log loss of ``model.predict_proba`` on held-out classification rows (columns in
+    the order of ``model.classes_``); regression as `validation_score`.
+
+    A proper scoring rule changes with every row's probability, where accuracy moves in steps of
+    one row: on a small validation split many candidates tie on accuracy, or one wins by a row.
+    A held-out label the model never saw (absent from its training part) has probability 0,
+    clipped like any other to float64's epsilon, as scikit-learn's ``log_loss`` clips.
+    """
+    if kind != "classification":
+        return validation_score(model, X, y, kind)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    classes = np.asarray(model.classes_)
+    y = np.asarray(y)
+    column = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    seen = classes[column] == y
+    p_true = np.where(seen, proba[np.arange(len(y)), column], 0.0)
+    eps = np.finfo(np.float64).eps
+    return float(np.mean(np.log(np.clip(p_true, eps, 1.0))))

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 
 from rfmbench.errors import one_line
-from rfmbench.metrics import beats
+from rfmbench.metrics import beats, validation_score
 from rfmbench.models.spec import ModelSpec
 from rfmbench.tasks import TaskKind
 
@@ -129,8 +129,9 @@ def inner_cv_score(
 ) -> Candidate:
     """Fit ``params`` on each inner training part and score it on the held-out part.
 
-    The score is accuracy for classification and minus the mean squared error (on the standardized
-    target) for regression, so larger is always better. With ``validation_is_given`` the held-out
+    The score is the model's ``spec.validation_score``, by default `rfmbench.metrics.validation_score`: accuracy
+    for classification and minus the mean squared error (on the standardized target) for
+    regression, so larger is always better. With ``validation_is_given`` the held-out
     part is also passed to ``fit`` as ``X_val, y_val`` when the model takes them (the paper's
     protocol selects the iteration on the same validation split it scores), else a model carves its
     own validation split. A model with a ``fit_subsets(X, y, train_parts)`` method (returning one
@@ -163,11 +164,7 @@ def inner_cv_score(
             curve = iteration_curve(model)
             if curve is not None:
                 candidate.iteration_scores.append(curve)
-            predicted = model.predict(X[valid])
-            if kind == "classification":
-                score = float(np.mean(predicted == y[valid]))
-            else:
-                score = -float(np.mean((np.asarray(predicted, dtype=float) - y[valid]) ** 2))
+            score = (spec.validation_score or validation_score)(model, X[valid], y[valid], kind)
             if not math.isfinite(score):
                 raise FloatingPointError("non-finite validation score")
             candidate.fold_scores.append(score)

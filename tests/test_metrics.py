@@ -16,7 +16,9 @@ from rfmbench.metrics import (
     PRIMARY_METRIC,
     REGRESSION_METRICS,
     classification_metrics,
+    neg_log_loss_score,
     regression_metrics,
+    validation_score,
 )
 
 
@@ -145,3 +147,46 @@ def test_metric_tables_are_consistent() -> None:
         "regression": True,
     }
     assert not GREATER_IS_BETTER["log_loss"] and not GREATER_IS_BETTER["rmse"]
+
+
+class _Fixed:
+    """A fitted classifier stand-in whose probabilities are given."""
+
+    def __init__(self, classes, proba) -> None:
+        self.classes_, self.proba = np.asarray(classes), np.asarray(proba)
+
+    def predict_proba(self, X):
+        return self.proba
+
+    def predict(self, X):
+        return self.classes_[self.proba.argmax(axis=1)]
+
+
+def test_validation_scores_match_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3), size=40)
+    y = np.array(["a", "b", "c"])[rng.integers(0, 3, size=40)]
+    model = _Fixed(["a", "b", "c"], proba)
+    X = np.zeros((40, 1))
+    assert neg_log_loss_score(model, X, y, "classification") == pytest.approx(
+        -sk.log_loss(y, proba, labels=["a", "b", "c"]), rel=1e-12
+    )
+    assert validation_score(model, X, y, "classification") == sk.accuracy_score(y, model.predict(X))
+
+
+def test_a_validation_label_the_model_never_saw_costs_the_clipped_loss() -> None:
+    """Rows of a class missing from the inner training part get probability 0, clipped."""
+    model = _Fixed([0, 1], [[0.5, 0.5], [0.9, 0.1]])
+    score = neg_log_loss_score(model, np.zeros((2, 1)), np.array([0, 2]), "classification")
+    assert score == pytest.approx((math.log(0.5) + math.log(np.finfo(float).eps)) / 2)
+
+
+def test_regression_validation_score_is_minus_the_mse() -> None:
+    class Constant:
+        def predict(self, X):
+            return np.full(len(X), 2.0)
+
+    y = np.array([1.0, 2.0, 4.0])
+    expected = -sk.mean_squared_error(y, np.full(3, 2.0))
+    for score in (validation_score, neg_log_loss_score):
+        assert score(Constant(), np.zeros((3, 1)), y, "regression") == pytest.approx(expected)

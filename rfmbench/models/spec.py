@@ -48,6 +48,10 @@ class ModelSpec:
     # The estimator parameter that sets its float precision ("float32" / "float64"), for models
     # that have one; a run's ``precision`` setting overrides it (None: the model's own default).
     precision_param: str | None = None
+    # How tuning scores a fitted candidate on held-out rows, larger is better:
+    # (model, X, y, kind) -> float. None: accuracy for classification, minus the mean squared error
+    # for regression (`rfmbench.metrics.validation_score`).
+    validation_score: Callable[[BaseEstimator, Any, Any, str], float] | None = None
 
     def make(
         self,
