@@ -112,10 +112,10 @@ def feature_matrix(model: Any) -> np.ndarray | None:
     if getattr(model, "M_", None) is not None:
         learns = type(model).__name__.startswith("RFM")
         return np.asarray(model.M_, dtype=np.float64) if learns else None
-    weights = getattr(model, "weights_", None)
-    if weights:
-        W = weights[0].detach().double().cpu().numpy()
-        return W.T @ W
+    networks = _networks(model)
+    if networks:  # an ensemble's: the mean of its networks' first-layer W^T W
+        firsts = [weights[0].detach().double().cpu().numpy() for weights, _ in networks]
+        return np.mean([W.T @ W for W in firsts], axis=0)
     importances = getattr(model, "feature_importances_", None)
     if importances is not None:
         return np.diag(np.asarray(importances, dtype=np.float64))
@@ -173,38 +173,59 @@ def _relu_network(x, weights, biases):
     return x
 
 
+def _networks(model: Any) -> list[tuple[list, list]]:
+    """A fitted MLP's ReLU networks as (weights, biases) pairs: its ensemble's ``members_``, else
+    its one ``weights_`` / ``biases_``; empty for a model without them."""
+    members = getattr(model, "members_", None)
+    if members:
+        return list(members)
+    weights, biases = getattr(model, "weights_", None), getattr(model, "biases_", None)
+    if not weights or biases is None or len(weights) != len(biases):
+        return []
+    return [(weights, biases)]
+
+
 def nfa_correlation(model: Any, X: np.ndarray) -> float | None:
     """The Neural Feature Ansatz of a fitted MLP: ``correlation(W_1^T W_1, AGOP)``, or None.
 
     Radhakrishnan et al. (Science 2024): a trained network's first-layer ``W^T W`` is proportional
     to the AGOP of the network with respect to its inputs. The AGOP is taken over at most
-    `NFA_ROWS` evenly spaced rows of ``X`` (the training rows). Reads the model's ``weights_`` and
-    ``biases_`` (ReLU layers, as `rfmbench.models.mlp`); None for a model without them, or when
-    that network does not reproduce the model's outputs (its architecture is another one).
+    `NFA_ROWS` evenly spaced rows of ``X`` (the training rows). Reads the model's networks
+    (``members_``, else ``weights_`` and ``biases_``: ReLU layers, as `rfmbench.models.mlp`); an
+    ensemble's value is the mean of its networks' correlations (the ansatz is about one trained
+    network). None for a model without them, or when those networks do not reproduce the model's
+    outputs (its architecture is another one).
     """
-    weights, biases = getattr(model, "weights_", None), getattr(model, "biases_", None)
-    if not weights or biases is None or len(weights) != len(biases):
+    networks = _networks(model)
+    if not networks:
         return None
     X = np.asarray(X, dtype=np.float64)
     X = X[np.linspace(0, len(X) - 1, min(len(X), NFA_ROWS)).astype(int)] if len(X) else X
-    if not _reproduces(model, weights, biases, X[:50]):
+    if not _reproduces(model, networks, X[:50]):
         logger.warning("%s: its weights_ are not a plain ReLU network; no NFA correlation", model)
         return None
-    W1 = np.asarray(weights[0].detach().cpu().double().numpy())
-    return correlation(W1.T @ W1, network_agop(weights, biases, X))
+    values = []
+    for weights, biases in networks:
+        W1 = np.asarray(weights[0].detach().cpu().double().numpy())
+        values.append(correlation(W1.T @ W1, network_agop(weights, biases, X)))
+    return float(np.mean(values))
 
 
-def _reproduces(model: Any, weights: list, biases: list, X: np.ndarray) -> bool:
-    """Whether the ReLU network of ``weights`` gives the model's predictions on ``X``."""
+def _reproduces(model: Any, networks: list[tuple[list, list]], X: np.ndarray) -> bool:
+    """Whether the ReLU networks (averaged: softmaxes, or outputs) give the model's predictions
+    on ``X``."""
     import torch
 
+    outs = []
     with torch.no_grad():
-        Ws = [torch.as_tensor(w).detach().cpu().double() for w in weights]
-        bs = [torch.as_tensor(b).detach().cpu().double() for b in biases]
-        out = _relu_network(torch.tensor(X), Ws, bs).numpy()
+        for weights, biases in networks:
+            Ws = [torch.as_tensor(w).detach().cpu().double() for w in weights]
+            bs = [torch.as_tensor(b).detach().cpu().double() for b in biases]
+            outs.append(_relu_network(torch.tensor(X), Ws, bs).numpy())
     if hasattr(model, "predict_proba"):
-        expected, got = model.predict_proba(X), _softmax(out)
+        expected, got = model.predict_proba(X), np.mean([_softmax(o) for o in outs], axis=0)
     elif hasattr(model, "y_scale_") and hasattr(model, "y_mean_"):
+        out = np.mean(outs, axis=0)
         expected, got = model.predict(X), out[:, 0] * model.y_scale_ + model.y_mean_
     else:
         return True  # nothing to check against

@@ -287,3 +287,23 @@ class _NoSubsets:
         if name == "fit_subsets":
             raise AttributeError(name)
         return getattr(self.model, name)
+
+
+def test_the_mlp_is_tuned_by_validation_log_loss() -> None:
+    """Each inner fold's score is minus scikit-learn's log loss of the fold's fitted network."""
+    from sklearn.metrics import log_loss
+
+    from rfmbench.models.mlp import SPEC
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(90, 4))
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    splits = inner_splits(y, "classification", 3, seed=0)
+    params = {**SPEC.defaults, "width": 16, "max_epochs": 20}
+    common = {"device": "cpu", "seed": 4, "n_jobs": 1, "precision": "float64"}
+    scored = inner_cv_score(SPEC, "classification", params, X, y, splits, **common)
+    for (train, valid), score in zip(splits, scored.fold_scores, strict=True):
+        model = SPEC.make("classification", params, **common)
+        model.fit(X[train], y[train])
+        expected = -log_loss(y[valid], model.predict_proba(X[valid]), labels=model.classes_)
+        assert score == pytest.approx(expected, rel=1e-6)

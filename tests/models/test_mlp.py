@@ -264,6 +264,7 @@ def test_refit_params_replay_the_chosen_epoch_and_schedule():
     model = SPEC.build("classification", {"width": 32}, device="cpu", seed=0).fit(X, y)
     hints = SPEC.refit_params(model)
     assert hints == {
+        "n_ensemble": 5,
         "max_epochs": model.best_epoch_,
         "schedule_epochs": model.schedule_epochs_,
         "max_gflop": None,
@@ -272,6 +273,50 @@ def test_refit_params_replay_the_chosen_epoch_and_schedule():
     assert model.schedule_epochs_ == model.epoch_cap_ == model.max_epochs
     refit = SPEC.build("classification", {"width": 32, **hints}, device="cpu", seed=0).fit(X, y)
     assert refit.n_epochs_ == model.best_epoch_ and refit.schedule_epochs_ == model.max_epochs
+    assert len(refit.members_) == 5
+
+
+@pytest.mark.parametrize("Model", [MLPClassifier, MLPRegressor])
+def test_an_ensemble_averages_networks_each_trained_as_fit_would(Model):
+    """Member 0 of ``n_ensemble=3`` is the network ``n_ensemble=1`` trains (same split, seed,
+    batches, dropout, stopping); the prediction is the mean of the members' softmaxes (outputs),
+    recomputed here from their weights with a plain torch forward pass."""
+    X, y = make_classification(n_samples=200, n_features=6, n_informative=4, random_state=1)
+    target = y if Model is MLPClassifier else X[:, 0] - 2 * X[:, 1] + 0.1 * y
+    params = {"width": 24, "dropout": 0.2, "batch_size": 64, "max_epochs": 40, "patience": 5}
+    params |= {"dtype": "float64", "device": "cpu", "random_state": 7}
+    single = Model(**params).fit(X, target)
+    ensemble = Model(**params, n_ensemble=3).fit(X, target)
+    assert len(ensemble.members_) == 3 and len(single.members_) == 1
+    assert ensemble.best_epoch_ == single.best_epoch_
+    np.testing.assert_allclose(ensemble.val_loss_curve_, single.val_loss_curve_, rtol=1e-9)
+    for a, b in zip(ensemble.weights_, single.weights_, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(ensemble.members_[1][0][0], ensemble.members_[0][0][0])
+
+    def forward(weights, biases):
+        x = torch.as_tensor(X, dtype=torch.float64)
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            x = torch.nn.functional.linear(x, w, b)
+            x = torch.relu(x) if i < len(weights) - 1 else x
+        return x
+
+    outs = [forward(w, b) for w, b in ensemble.members_]
+    if Model is MLPClassifier:
+        expected = torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
+        np.testing.assert_allclose(ensemble.predict_proba(X), expected, rtol=1e-9, atol=1e-12)
+        assert np.array_equal(ensemble.predict(X), expected.argmax(axis=1))
+    else:
+        mean = torch.stack(outs).mean(0)[:, 0].numpy()
+        expected = mean * ensemble.y_scale_ + ensemble.y_mean_
+        np.testing.assert_allclose(ensemble.predict(X), expected, rtol=1e-9, atol=1e-12)
+    # fit_subsets trains ensembles too: each subset's fit is the ensemble fit on its rows.
+    (subset,) = Model(**params, n_ensemble=3).fit_subsets(X, target, [np.arange(150)])
+    alone = Model(**params, n_ensemble=3).fit(X[:150], target[:150])
+    predict = "predict_proba" if Model is MLPClassifier else "predict"
+    np.testing.assert_allclose(
+        getattr(subset, predict)(X), getattr(alone, predict)(X), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_max_gflop_caps_the_epochs_of_large_networks():
