@@ -810,13 +810,31 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
             self._fit(X, Y, X_val, val_labels, labels, score)
         finally:
             self._monitor = None
+        chosen = self._chosen_val_scores(val_scores)
         if self.temperature is not None:
             self.temperature_ = float(self.temperature)
-        elif val_scores:
-            self.temperature_ = fit_temperature(*val_scores[self.best_iter_])
+        elif chosen is not None:
+            self.temperature_ = fit_temperature(*chosen)
         else:
             self.temperature_ = None
         return self
+
+    def _chosen_val_scores(self, val_scores: list) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each leaf's validation scores at its own selected iteration, concatenated (one leaf:
+        the fit's), with their labels; None without validation rows.
+
+        ``val_scores`` holds the scorer's calls in order: leaf by leaf, one per iteration of a
+        leaf that had validation rows (its ``val_scores`` entries are then finite).
+        """
+        chosen, start = [], 0
+        for leaf in self._leaves:
+            if not any(np.isfinite(v) for v in leaf.val_scores):
+                continue  # no validation rows: the scorer was never called for this leaf
+            chosen.append(val_scores[start + leaf.best_iter])
+            start += len(leaf.val_scores)
+        if not chosen:
+            return None
+        return np.concatenate([c[0] for c in chosen]), np.concatenate([c[1] for c in chosen])
 
     def _check_val(self, X_val, y_val):
         X_val = self._checked_val_rows(X_val, y_val)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.special
+import torch
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -88,6 +89,24 @@ def test_error_free_validation_gives_a_finite_temperature() -> None:
     # A one-pseudo-row smoothing among 4 rows: the confident rows get about 1 - 1/10 on their class.
     p = scipy.special.softmax(scores / t, axis=1)
     assert 0.8 < p[0, 0] < 0.99
+
+
+def test_a_partitioned_fit_takes_every_leaf_s_validation_rows_for_its_temperature() -> None:
+    """Each leaf's routed validation rows, scored at the leaf's own selected iteration."""
+    from rfmbench.models.partition import route
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] * X[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    X_val = rng.normal(size=(160, 4))
+    y_val = (X_val[:, 0] * X_val[:, 1] + 0.3 * rng.normal(size=160) > 0).astype(int)
+    model = RFMClassifier(iters=3, max_leaf_size=100, device="cpu", dtype="float64", random_state=0)
+    model.fit(X, y, X_val=X_val, y_val=y_val)
+    assert len(model.leaf_sizes_) == 4
+    leaf = route(model.tree_, torch.as_tensor(X_val)).numpy()
+    scores = model._decision(X_val).double().numpy()
+    order = np.concatenate([np.flatnonzero(leaf == k) for k in range(4)])
+    assert model.temperature_ == fit_temperature(scores[order], y_val[order])
 
 
 def test_given_temperature_is_used_and_refit_gets_the_fitted_one() -> None:
