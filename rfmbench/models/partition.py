@@ -24,8 +24,14 @@ Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, it
   leaf's training rows; ours routes the rows before the validation split and each leaf carves its
   own (stratified) split with ``val_fraction``; an explicit ``X_val`` is routed, and a leaf that
   receives none carves its own.
-- ``n_trees``, ``n_tree_iters``, soft routing (``split_temperature``): not implemented (their
-  defaults: one tree, no iteration, hard routing).
+- ``n_trees``, ``n_tree_iters``: not implemented (their defaults: one tree, no iteration).
+- soft routing: not implemented; ours routes every row to one leaf. xRFM 0.4.5 by default
+  (``use_temperature_tuning=True``) tunes a ``split_temperature`` on the validation rows, from 0
+  (hard) to 4.5: a row's prediction mixes the leaves on either side of a split near its boundary,
+  weighted by sigmoids of ``(projection - threshold) / (temperature * IQR of the projections)``.
+  Measured at n = 20,000 (4 leaves, classification of ``benchmarks/rfm_scale.py``, seeds 0-2):
+  test error ours 0.0316 / 0.0320 / 0.0286, xRFM hard 0.0292 / 0.0324 / 0.0298, xRFM tuned
+  0.0282 / 0.0312 / 0.0292; the tree's seed moves the error by 10%, the routing by 3%.
 """
 
 from __future__ import annotations
