@@ -44,6 +44,7 @@ class _KernelRidgeMixin:
     val_fraction = 0.2
     random_state = 0  # seeds the partition's split subsamples and the Nystrom landmarks only
     temperature = None  # no validation rows to fit it on: probabilities as clipped scores
+    split_temperature = 0.0  # nor to tune a partition's soft routing on: each row to its leaf
 
     _parameter_constraints: dict = {k: _BaseRFM._parameter_constraints[k] for k in _KR_PARAMS}
 

@@ -50,7 +50,13 @@ from rfmbench.models.kernels import (
     row_blocks,
 )
 from rfmbench.models.memory import GIB, MemoryPlan, exact_bytes, iterative_bytes, max_exact_rows
-from rfmbench.models.partition import agop_direction, build_tree, route
+from rfmbench.models.partition import (
+    SPLIT_TEMPERATURES,
+    agop_direction,
+    build_tree,
+    leaf_weights,
+    route,
+)
 from rfmbench.models.solvers import KernelSystem, exact_solve, pcg_solve
 from rfmbench.models.solvers import solve_kernel_system as solve_kernel_system  # re-export
 from rfmbench.models.spec import ModelSpec
@@ -69,6 +75,11 @@ AUTO_LEAF_ROWS = {"cpu": 5_000, "cuda": 60_000}
 
 # Rows of the kernel ridge fit whose AGOP gives a partition node's split direction (see partition.py).
 SPLIT_ROWS = 2_000
+# Validation rows the soft routing's temperature is tuned on, at most (each is scored by the few
+# leaves near it, at every temperature tried).
+SOFT_TUNE_ROWS = 20_000
+# Rows routed at once at prediction (the leaf-weight matrix is rows x leaves).
+_ROUTE_CHUNK = 65_536
 
 
 @dataclass
@@ -124,6 +135,7 @@ class _BaseRFM(BaseEstimator):
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "temperature": [Interval(Real, 0, None, closed="neither"), None],
+        "split_temperature": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -151,6 +163,7 @@ class _BaseRFM(BaseEstimator):
         device: str = "auto",
         random_state=None,
         temperature: float | None = None,
+        split_temperature: float | str = "auto",
     ):
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -174,6 +187,7 @@ class _BaseRFM(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.temperature = temperature
+        self.split_temperature = split_temperature
 
     # -- data ---------------------------------------------------------------------------------------
 
@@ -436,6 +450,7 @@ class _BaseRFM(BaseEstimator):
         n, d = X_all.shape
         leaf_size = self._leaf_size(d, Y.shape[1], X_all.element_size())
         self.tree_ = None
+        self.split_temperature_ = None
         if leaf_size is None or n <= leaf_size:
             leaves = [self._fit_leaf(X_all, Y_all, Y, X_va, Y_val, labels, score, rng)]
             sizes = [n]
@@ -447,8 +462,20 @@ class _BaseRFM(BaseEstimator):
         return self._finish(leaves, sizes, d)
 
     def _fit_tree(self, X_all, Y_all, X_va, Y_val, Y, labels, score, rng, leaf_size):
-        """Partitioned RFM (`rfmbench.models.partition`): split the rows, fit one RFM per leaf."""
+        """Partitioned RFM (`rfmbench.models.partition`): split the rows, fit one RFM per leaf;
+        with ``split_temperature="auto"`` the soft routing is then tuned on validation rows."""
         gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        tune = self.split_temperature == "auto"
+        if tune and X_va is None and self.iters > 0 and self.val_fraction > 0:
+            # Validation rows carved before the split (as xRFM is given them): routed down the
+            # tree they serve each leaf's iteration and, all together, the routing's temperature.
+            tr, va = self._split(X_all.shape[0], labels, rng)
+            if len(va) > 0:
+                va_t = torch.as_tensor(va, device=X_all.device)
+                X_va, Y_val = X_all[va_t], (Y[va] if labels is None else labels[va])
+                tr_t = torch.as_tensor(tr, device=X_all.device)
+                X_all, Y_all, Y = X_all[tr_t], Y_all[tr_t], Y[tr]
+                labels = None if labels is None else labels[tr]
         split_rows = min(leaf_size, SPLIT_ROWS)
 
         def direction(idx):
@@ -475,7 +502,27 @@ class _BaseRFM(BaseEstimator):
                 )
             )
             sizes.append(len(rows_np))
+        if not tune:
+            self.split_temperature_ = float(self.split_temperature) or None
+        elif X_va is not None:
+            self._leaves = leaves
+            self.split_temperature_ = self._tune_split_temperature(X_va, Y_val, rng)
         return leaves, sizes
+
+    def _tune_split_temperature(self, X_va, Y_val, rng) -> float | None:
+        """The `SPLIT_TEMPERATURES` entry with the best validation score (`_routing_score`) on at
+        most `SOFT_TUNE_ROWS` validation rows; ties go to the colder one, None (hard) first."""
+        if X_va.shape[0] > SOFT_TUNE_ROWS:
+            pick = np.sort(rng.choice(X_va.shape[0], SOFT_TUNE_ROWS, replace=False))
+            X_va, Y_val = X_va[torch.as_tensor(pick, device=X_va.device)], Y_val[pick]
+        cache: dict = {}
+        best_t, best = None, -np.inf
+        for t in SPLIT_TEMPERATURES:
+            out = self._routed_scores(X_va, t or None, cache)
+            value = self._routing_score(out.double().cpu().numpy(), Y_val)
+            if beats(value, best):
+                best_t, best = t or None, value
+        return best_t
 
     def _finish(self, leaves: list[_Leaf], sizes: list[int], d: int):
         """Public attributes from the fitted leaves (one unless partitioned)."""
@@ -510,6 +557,8 @@ class _BaseRFM(BaseEstimator):
             key: sum(leaf.timings[key] for leaf in leaves) for key in leaves[0].timings
         }
         self.solver_path_ = _describe_path(leaves)
+        if self.split_temperature_ is not None:
+            self.solver_path_ = f"{self.solver_path_[:-1]}; soft={self.split_temperature_:.3g})"
         return self
 
     def _decision(self, X) -> torch.Tensor:
@@ -518,15 +567,52 @@ class _BaseRFM(BaseEstimator):
         X_t = self._tensor(X)
         if self.tree_ is None:
             return self._scores(X_t, self._centers, self._coef, self._M)
-        which = route(self.tree_, X_t)
+        # In chunks: soft routing holds a (rows, leaves) weight matrix.
+        return torch.cat(
+            [
+                self._routed_scores(X_t[start : start + _ROUTE_CHUNK], self.split_temperature_)
+                for start in range(0, X_t.shape[0], _ROUTE_CHUNK)
+            ]
+        )
+
+    def _routed_scores(self, X_t, temperature: float | None, cache: dict | None = None):
+        """The tree's scores: each row's leaf (``temperature`` None), or the leaves' scores mixed
+        by `partition.leaf_weights`. ``cache`` keeps each (leaf, row) score computed, for tuning."""
         dtype = functools.reduce(torch.promote_types, [leaf.coef.dtype for leaf in self._leaves])
         n_out = self._leaves[0].coef.shape[1]
+        n_leaves = len(self._leaves)
+        if temperature is None:
+            W = torch.zeros(X_t.shape[0], n_leaves, dtype=dtype, device=X_t.device)
+            W[torch.arange(X_t.shape[0], device=X_t.device), route(self.tree_, X_t)] = 1.0
+        else:
+            W = leaf_weights(self.tree_, X_t.to(dtype), temperature, n_leaves)
         out = torch.zeros(X_t.shape[0], n_out, dtype=dtype, device=X_t.device)
         for k, leaf in enumerate(self._leaves):
-            rows = torch.nonzero(which == k).squeeze(1)
-            if rows.numel() > 0:
-                out[rows] = self._scores(X_t[rows], leaf.centers, leaf.coef, leaf.M).to(dtype)
+            rows = torch.nonzero(W[:, k] > 0).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            if cache is None:
+                scores = self._scores(X_t[rows], leaf.centers, leaf.coef, leaf.M).to(dtype)
+            else:
+                if k not in cache:
+                    cache[k] = (
+                        torch.zeros(X_t.shape[0], n_out, dtype=dtype, device=X_t.device),
+                        torch.zeros(X_t.shape[0], dtype=torch.bool, device=X_t.device),
+                    )
+                values, done = cache[k]
+                todo = rows[~done[rows]]
+                if todo.numel() > 0:
+                    values[todo] = self._scores(X_t[todo], leaf.centers, leaf.coef, leaf.M).to(
+                        dtype
+                    )
+                    done[todo] = True
+                scores = values[rows]
+            out[rows] += W[rows, k, None] * scores
         return out
+
+    def _routing_score(self, out: np.ndarray, Y_val) -> float:
+        """Validation score of the tree's scores, larger is better: minus the MSE (regressor)."""
+        return -float(np.mean((out - np.asarray(Y_val, dtype=np.float64)) ** 2))
 
 
 def _keep_rows(K, *, kept, sample, keep, system):
@@ -634,6 +720,14 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         on it.
     random_state : int, RandomState or None, default=None
         Seeds the validation split and the AGOP sample.
+    split_temperature : "auto" or float >= 0, default="auto"
+        Partitioned RFM's routing at prediction (`partition.leaf_weights`, xRFM's soft routing):
+        0 sends each row to its leaf; ``t > 0`` mixes the leaves near a split boundary by sigmoid
+        weights of ``(projection - threshold) / (t * IQR)``. ``auto``: the validation rows are
+        carved before the split (unless ``X_val`` is given), routed to the leaves to select each
+        leaf's iteration, and all together choose ``t`` among `partition.SPLIT_TEMPERATURES`
+        (xRFM 0.4.5's: 0 and 20 values from 0.025 to 4.5) by the validation score, ties to the
+        colder; without validation rows, 0. A fixed ``t`` keeps each leaf's own validation split.
 
     Attributes
     ----------
@@ -661,9 +755,12 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         ``solve_methods_``.
     solver_path_ : str
         What ran, for a results row: ``exact``, ``exact+repaired``, ``pcg(steps=N)``, or
-        ``partitioned(leaves=L; ...)``.
+        ``partitioned(leaves=L; ...)``, ending ``; soft=T)`` with soft routing.
     tree_ : partition.Node or None
         The partition (None: one RFM on all rows).
+    split_temperature_ : float or None
+        The soft routing's temperature (None: each row to its leaf, or no partition); the
+        benchmark's refit gets it as ``split_temperature`` (``refit_params``).
     leaf_sizes_, leaf_M_ : list
         Training rows and metric of each leaf (one entry unless partitioned). ``M_`` is the
         average of ``leaf_M_`` weighted by leaf size, ``feature_importances_`` its diagonal.
@@ -836,6 +933,10 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
             return None
         return np.concatenate([c[0] for c in chosen]), np.concatenate([c[1] for c in chosen])
 
+    def _routing_score(self, out: np.ndarray, Y_val) -> float:
+        """Validation accuracy of the tree's scores (``Y_val``: class indices)."""
+        return float(np.mean(out.argmax(axis=1) == np.asarray(Y_val)))
+
     def _check_val(self, X_val, y_val):
         X_val = self._checked_val_rows(X_val, y_val)
         y_val = np.asarray(y_val).ravel()
@@ -910,6 +1011,8 @@ def _refit_params(model: _BaseRFM) -> dict:
     A classifier's refit also gets the temperature fitted on the validation rows (it has none).
     """
     params = {"iters": int(model.best_iter_), "val_fraction": 0.0}
+    if getattr(model, "split_temperature_", None) is not None:
+        params["split_temperature"] = model.split_temperature_
     if getattr(model, "temperature_", None) is not None:
         params["temperature"] = model.temperature_
     return params

@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from rfmbench.metrics import beats
 from rfmbench.models.kernel_ridge import KernelRidgeRegressor
 from rfmbench.models.memory import MemoryPlan, exact_bytes, max_exact_rows
-from rfmbench.models.partition import build_tree, route
-from rfmbench.models.rfm import RFMClassifier, RFMRegressor
+from rfmbench.models.partition import (
+    SOFT_KEEP_MASS,
+    SPLIT_TEMPERATURES,
+    build_tree,
+    leaf_weights,
+    route,
+)
+from rfmbench.models.rfm import SPEC, RFMClassifier, RFMRegressor
 
 
 def _data(n, d=5, seed=0):
@@ -54,10 +61,66 @@ def test_partitioned_kernel_ridge_is_one_kernel_ridge_per_leaf():
     np.testing.assert_allclose(model.predict(X_test), direct, rtol=1e-10, atol=1e-12)
 
 
+def test_leaf_weights_are_the_split_sigmoid_and_tend_to_the_hard_route():
+    X, _ = _data(200)
+    X_t = torch.tensor(X)
+    e0 = torch.zeros(5, dtype=torch.float64)
+    e0[0] = 1.0
+    tree, _ = build_tree(X_t, 100, lambda idx: e0)  # one split, on the first feature
+    p = np.sort(X[:, 0])
+    assert tree.scale == pytest.approx(p[(3 * 199) // 4] - p[199 // 4])  # the IQR
+    X_test = torch.tensor(_data(80, seed=1)[0])
+    right = torch.sigmoid((X_test[:, 0] - tree.threshold) / (0.5 * tree.scale)).numpy()
+    expected = np.stack([1 - right, right], axis=1)
+    hard = route(tree, X_test).numpy()
+    # Two leaves: the lighter is dropped when the heavier alone holds SOFT_KEEP_MASS.
+    heavy = expected.max(axis=1) >= SOFT_KEEP_MASS
+    expected[heavy] = np.eye(2)[expected[heavy].argmax(axis=1)]
+    W = leaf_weights(tree, X_test, 0.5, 2).numpy()
+    np.testing.assert_allclose(W, expected, rtol=1e-12, atol=1e-15)
+    assert ((W > 0) & (W < 1)).any()  # some rows are mixed
+    cold = leaf_weights(tree, X_test, 1e-9, 2).numpy()
+    np.testing.assert_array_equal(cold, np.eye(2)[hard])
+
+
+def test_soft_routing_mixes_the_leaves_kernel_ridge_fits_by_their_weights():
+    X, y = _data(240)
+    X_test, _ = _data(60, seed=1)
+    kw = dict(bandwidth=3.0, reg=1e-2, dtype="float64", device="cpu")
+    model = RFMRegressor(iters=0, max_leaf_size=70, split_temperature=0.3, **kw).fit(X, y)
+    assert model.split_temperature_ == 0.3 and len(model._leaves) == 4
+    W = leaf_weights(model.tree_, torch.tensor(X_test), 0.3, 4).numpy()
+    direct = np.zeros(len(X_test))
+    for k, leaf in enumerate(model._leaves):
+        rows = np.isin(X, leaf.centers.numpy()).all(axis=1)
+        single = KernelRidgeRegressor(max_leaf_size=None, **kw).fit(X[rows], y[rows])
+        direct += W[:, k] * single.predict(X_test)
+    np.testing.assert_allclose(model.predict(X_test), direct, rtol=1e-10, atol=1e-12)
+    assert (W > 0).sum(axis=1).max() > 1
+
+
+def test_auto_split_temperature_is_the_best_on_the_validation_rows_and_goes_to_the_refit():
+    X, y = _data(600, d=4)
+    X_val, y_val = _data(200, d=4, seed=3)
+    kw = dict(iters=1, max_leaf_size=150, device="cpu", dtype="float64", random_state=0)
+    model = RFMRegressor(**kw).fit(X, y, X_val=X_val, y_val=y_val)
+    best_t, best, fits = None, -np.inf, {}
+    for t in SPLIT_TEMPERATURES:  # each temperature fixed: the same leaves, its own routing
+        fits[t] = RFMRegressor(**kw, split_temperature=t).fit(X, y, X_val=X_val, y_val=y_val)
+        score = -np.mean((fits[t].predict(X_val) - y_val) ** 2)
+        if beats(score, best):
+            best_t, best = t, score
+    assert model.split_temperature_ == (best_t or None)
+    np.testing.assert_allclose(model.predict(X_val), fits[best_t].predict(X_val), rtol=1e-12)
+    hints = SPEC.refit_params(model)
+    assert hints.get("split_temperature") == model.split_temperature_
+
+
 def test_partitioned_rfm_aggregates_the_leaf_metrics_and_learns():
     X, y = _data(600, d=8)
     X_test, y_test = _data(300, d=8, seed=2)
-    kw = dict(iters=2, bandwidth=5.0, device="cpu", random_state=0)
+    # Hard routing: each leaf carves its own validation rows (this test is about the leaves' M).
+    kw = dict(iters=2, bandwidth=5.0, split_temperature=0, device="cpu", random_state=0)
     model = RFMRegressor(max_leaf_size=150, **kw).fit(X, y)
     assert len(model.leaf_M_) == 4 and model.leaf_sizes_ == [150] * 4
     np.testing.assert_allclose(model.M_, np.mean(model.leaf_M_, axis=0))

@@ -100,7 +100,10 @@ def test_a_partitioned_fit_takes_every_leaf_s_validation_rows_for_its_temperatur
     y = (X[:, 0] * X[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(int)
     X_val = rng.normal(size=(160, 4))
     y_val = (X_val[:, 0] * X_val[:, 1] + 0.3 * rng.normal(size=160) > 0).astype(int)
-    model = RFMClassifier(iters=3, max_leaf_size=100, device="cpu", dtype="float64", random_state=0)
+    model = RFMClassifier(
+        iters=3, max_leaf_size=100, split_temperature=0, device="cpu", dtype="float64",
+        random_state=0,
+    )  # fmt: skip
     model.fit(X, y, X_val=X_val, y_val=y_val)
     assert len(model.leaf_sizes_) == 4
     leaf = route(model.tree_, torch.as_tensor(X_val)).numpy()
