@@ -268,8 +268,10 @@ def _median_hints(hints: list[dict[str, Any]]) -> dict[str, Any]:
     if not hints:
         return {}
     combined: dict[str, Any] = {}
-    for key in hints[0]:
-        values = [hint[key] for hint in hints]
+    # A key only some folds give (e.g. a partition's temperature where only some inner training
+    # parts were partitioned) is combined over the folds that give it.
+    for key in dict.fromkeys(key for hint in hints for key in hint):
+        values = [hint[key] for hint in hints if key in hint]
         if all(isinstance(v, bool) for v in values) or not all(
             isinstance(v, int | float) for v in values
         ):

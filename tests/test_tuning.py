@@ -307,3 +307,14 @@ def test_the_mlp_is_tuned_by_validation_log_loss() -> None:
         model.fit(X[train], y[train])
         expected = -log_loss(y[valid], model.predict_proba(X[valid]), labels=model.classes_)
         assert score == pytest.approx(expected, rel=1e-6)
+
+
+def test_refit_hints_only_some_inner_folds_give_are_combined_over_those() -> None:
+    from rfmbench.tuning import _median_hints
+
+    hints = [
+        {"iters": 2},
+        {"iters": 4, "split_temperature": 0.1},
+        {"iters": 3, "split_temperature": 0.3},
+    ]
+    assert _median_hints(hints) == {"iters": 3, "split_temperature": pytest.approx(0.2)}

@@ -1011,8 +1011,8 @@ def _refit_params(model: _BaseRFM) -> dict:
     A classifier's refit also gets the temperature fitted on the validation rows (it has none).
     """
     params = {"iters": int(model.best_iter_), "val_fraction": 0.0}
-    if getattr(model, "split_temperature_", None) is not None:
-        params["split_temperature"] = model.split_temperature_
+    if getattr(model, "tree_", None) is not None and model.split_temperature == "auto":
+        params["split_temperature"] = model.split_temperature_ or 0.0  # 0: hard routing won
     if getattr(model, "temperature_", None) is not None:
         params["temperature"] = model.temperature_
     return params

@@ -113,7 +113,9 @@ def test_auto_split_temperature_is_the_best_on_the_validation_rows_and_goes_to_t
     assert model.split_temperature_ == (best_t or None)
     np.testing.assert_allclose(model.predict(X_val), fits[best_t].predict(X_val), rtol=1e-12)
     hints = SPEC.refit_params(model)
-    assert hints.get("split_temperature") == model.split_temperature_
+    assert hints["split_temperature"] == (model.split_temperature_ or 0.0)
+    hard = RFMRegressor(**kw, split_temperature=0).fit(X, y, X_val=X_val, y_val=y_val)
+    assert "split_temperature" not in SPEC.refit_params(hard)  # fixed: the refit keeps its own
 
 
 def test_partitioned_rfm_aggregates_the_leaf_metrics_and_learns():
