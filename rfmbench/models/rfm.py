@@ -430,13 +430,18 @@ class _BaseRFM(BaseEstimator):
         elif self.iters == 0 or self.val_fraction == 0:
             X_tr, Y_tr, X_va, Y_va = X_all, Y_all, None, None
         else:
-            tr, va = self._split(X_all.shape[0], labels, rng)
+            tr, X_va, Y_va = self._carve_validation(X_all, Y_np, labels, rng)
             tr_t = torch.as_tensor(tr, device=self.device_)
-            va_t = torch.as_tensor(va, device=self.device_)
-            X_tr, Y_tr, X_va = X_all[tr_t], Y_all[tr_t], X_all[va_t]
-            Y_va = Y_np[va] if labels is None else labels[va]
+            X_tr, Y_tr = X_all[tr_t], Y_all[tr_t]
             del X_all
         return self._fit_path(X_tr, Y_tr, X_va, lambda out: score(out, Y_va), rng)
+
+    def _carve_validation(self, X_all, Y_np, labels, rng):
+        """``val_fraction`` of the rows held out (`_split`): (training row indices, validation
+        rows, their targets as the scorer takes them: class indices, or ``Y_np`` rows)."""
+        tr, va = self._split(X_all.shape[0], labels, rng)
+        X_va = X_all[torch.as_tensor(va, device=X_all.device)]
+        return tr, X_va, (Y_np[va] if labels is None else labels[va])
 
     def _fit(self, X, Y, X_val, Y_val, labels, score):
         """Shared part of ``fit``: device, memory plan, partition, the iterations per leaf."""
@@ -469,13 +474,10 @@ class _BaseRFM(BaseEstimator):
         if tune and X_va is None and self.iters > 0 and self.val_fraction > 0:
             # Validation rows carved before the split (as xRFM is given them): routed down the
             # tree they serve each leaf's iteration and, all together, the routing's temperature.
-            tr, va = self._split(X_all.shape[0], labels, rng)
-            if len(va) > 0:
-                va_t = torch.as_tensor(va, device=X_all.device)
-                X_va, Y_val = X_all[va_t], (Y[va] if labels is None else labels[va])
-                tr_t = torch.as_tensor(tr, device=X_all.device)
-                X_all, Y_all, Y = X_all[tr_t], Y_all[tr_t], Y[tr]
-                labels = None if labels is None else labels[tr]
+            tr, X_va, Y_val = self._carve_validation(X_all, Y, labels, rng)
+            tr_t = torch.as_tensor(tr, device=X_all.device)
+            X_all, Y_all, Y = X_all[tr_t], Y_all[tr_t], Y[tr]
+            labels = None if labels is None else labels[tr]
         split_rows = min(leaf_size, SPLIT_ROWS)
 
         def direction(idx):
@@ -505,7 +507,7 @@ class _BaseRFM(BaseEstimator):
         if not tune:
             self.split_temperature_ = float(self.split_temperature) or None
         elif X_va is not None:
-            self._leaves = leaves
+            self._leaves = leaves  # what _routed_scores reads (_finish sets it again)
             self.split_temperature_ = self._tune_split_temperature(X_va, Y_val, rng)
         return leaves, sizes
 
@@ -587,28 +589,27 @@ class _BaseRFM(BaseEstimator):
         else:
             W = leaf_weights(self.tree_, X_t.to(dtype), temperature, n_leaves)
         out = torch.zeros(X_t.shape[0], n_out, dtype=dtype, device=X_t.device)
-        for k, leaf in enumerate(self._leaves):
+        for k in range(n_leaves):
             rows = torch.nonzero(W[:, k] > 0).squeeze(1)
-            if rows.numel() == 0:
-                continue
-            if cache is None:
-                scores = self._scores(X_t[rows], leaf.centers, leaf.coef, leaf.M).to(dtype)
-            else:
-                if k not in cache:
-                    cache[k] = (
-                        torch.zeros(X_t.shape[0], n_out, dtype=dtype, device=X_t.device),
-                        torch.zeros(X_t.shape[0], dtype=torch.bool, device=X_t.device),
-                    )
-                values, done = cache[k]
-                todo = rows[~done[rows]]
-                if todo.numel() > 0:
-                    values[todo] = self._scores(X_t[todo], leaf.centers, leaf.coef, leaf.M).to(
-                        dtype
-                    )
-                    done[todo] = True
-                scores = values[rows]
-            out[rows] += W[rows, k, None] * scores
+            if rows.numel() > 0:
+                out[rows] += W[rows, k, None] * self._leaf_scores(k, X_t, rows, out, cache)
         return out
+
+    def _leaf_scores(self, k: int, X_t, rows, like: torch.Tensor, cache: dict | None):
+        """Leaf ``k``'s scores on ``X_t[rows]`` (dtype and shape of ``like``'s rows); with
+        ``cache`` (kept across calls on the same ``X_t``), each row's computed once."""
+        leaf = self._leaves[k]
+        if cache is None:
+            return self._scores(X_t[rows], leaf.centers, leaf.coef, leaf.M).to(like.dtype)
+        if k not in cache:
+            done = torch.zeros(like.shape[0], dtype=torch.bool, device=like.device)
+            cache[k] = (torch.zeros_like(like), done)
+        values, done = cache[k]
+        todo = rows[~done[rows]]
+        if todo.numel() > 0:
+            values[todo] = self._scores(X_t[todo], leaf.centers, leaf.coef, leaf.M).to(like.dtype)
+            done[todo] = True
+        return values[rows]
 
     def _routing_score(self, out: np.ndarray, Y_val) -> float:
         """Validation score of the tree's scores, larger is better: minus the MSE (regressor)."""
