@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
 
 from rfmbench.models.spec import ModelSpec
-from rfmbench.tuning import candidate_configs, inner_cv_score, inner_splits, tune
+from rfmbench.tuning import Candidate, candidate_configs, inner_cv_score, inner_splits, tune
 
 
 def continuous(spec: ModelSpec) -> ModelSpec:
@@ -318,3 +318,48 @@ def test_refit_hints_only_some_inner_folds_give_are_combined_over_those() -> Non
         {"iters": 3, "split_temperature": 0.3},
     ]
     assert _median_hints(hints) == {"iters": 3, "split_temperature": pytest.approx(0.2)}
+
+
+def weak_signal(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """40 rows, a weak linear signal in noise: the ridge penalties differ by inner-fold noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, 5))
+    return X, X[:, 0] * 0.3 + rng.normal(size=40)
+
+
+def paired_t(a: Candidate, b: Candidate) -> float:
+    """The paired t statistic of ``a``'s inner-fold scores over ``b``'s, by scipy."""
+    return float(stats.ttest_rel(a.fold_scores, b.fold_scores).statistic)
+
+
+@pytest.mark.parametrize(
+    ("seed", "kept"),
+    [(22, "defaults"), (12, "best")],  # the best's paired t over the defaults: 0.16, 4.6
+)
+def test_the_best_replaces_the_defaults_only_by_more_than_one_standard_error(
+    tiny_spec, seed: int, kept: str
+) -> None:
+    X, y = weak_signal(seed)
+    result = tune(tiny_spec, "regression", X, y, inner_folds=3, budget=5, seed=0)
+    defaults = result.candidates[0]
+    top = max(result.candidates, key=lambda c: c.mean_score)
+    assert top is not defaults  # a candidate has the higher mean in both cases
+    t = paired_t(top, defaults)
+    if kept == "defaults":
+        assert t < 1
+        assert result.best_params == defaults.params
+        assert result.best_score == pytest.approx(defaults.mean_score)
+    else:
+        assert t > 1
+        assert result.best_params == top.params
+        assert result.best_score == pytest.approx(top.mean_score)
+
+
+def test_the_paper_protocol_takes_the_best_even_within_one_standard_error(tiny_spec) -> None:
+    X, y = weak_signal(22)
+    splits = inner_splits(y, "regression", 3, seed=0)
+    result = tune(tiny_spec, "regression", X, y, inner_folds=3, budget=5, seed=0, splits=splits,
+                  paper=True)  # fmt: skip
+    top = max(result.candidates, key=lambda c: c.mean_score)
+    assert paired_t(top, result.candidates[0]) < 1
+    assert result.best_params == top.params
