@@ -512,7 +512,7 @@ class _BaseRFM(BaseEstimator):
         return leaves, sizes
 
     def _tune_split_temperature(self, X_va, Y_val, rng) -> float | None:
-        """The `SPLIT_TEMPERATURES` entry with the best validation score (`_routing_score`) on at
+        """The `SPLIT_TEMPERATURES` entry with the best validation score (`_val_score`) on at
         most `SOFT_TUNE_ROWS` validation rows; ties go to the colder one, None (hard) first."""
         if X_va.shape[0] > SOFT_TUNE_ROWS:
             pick = np.sort(rng.choice(X_va.shape[0], SOFT_TUNE_ROWS, replace=False))
@@ -520,8 +520,7 @@ class _BaseRFM(BaseEstimator):
         cache: dict = {}
         best_t, best = None, -np.inf
         for t in SPLIT_TEMPERATURES:
-            out = self._routed_scores(X_va, t or None, cache)
-            value = self._routing_score(out.double().cpu().numpy(), Y_val)
+            value = self._val_score(self._routed_scores(X_va, t or None, cache), Y_val)
             if beats(value, best):
                 best_t, best = t or None, value
         return best_t
@@ -611,9 +610,10 @@ class _BaseRFM(BaseEstimator):
             done[todo] = True
         return values[rows]
 
-    def _routing_score(self, out: np.ndarray, Y_val) -> float:
-        """Validation score of the tree's scores, larger is better: minus the MSE (regressor)."""
-        return -float(np.mean((out - np.asarray(Y_val, dtype=np.float64)) ** 2))
+    def _val_score(self, out: torch.Tensor, Y_val) -> float:
+        """Validation score of scores ``out`` (an iteration's, the tree's at a split temperature),
+        larger is better: minus the MSE (regressor; ``Y_val`` as the fit's float64 targets)."""
+        return -float(np.mean((out.double().cpu().numpy() - np.asarray(Y_val, np.float64)) ** 2))
 
 
 def _keep_rows(K, *, kept, sample, keep, system):
@@ -804,9 +804,7 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         if X_val is not None or y_val is not None:
             X_val, Y_val = self._check_val(X_val, y_val, Y.shape[1])
 
-        def score(out, Y_va):
-            return -float(np.mean((out.double().cpu().numpy() - Y_va) ** 2))
-
+        score = self._val_score
         if monitor is not None:  # targets as Y: one column per output
             monitor = (
                 monitor[0],
@@ -896,7 +894,7 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
 
         def score(out, labels_va):
             val_scores.append((out.double().cpu().numpy(), labels_va))
-            return float(np.mean(out.argmax(dim=1).cpu().numpy() == labels_va))
+            return self._val_score(out, labels_va)
 
         classes = self.classes_
 
@@ -934,9 +932,9 @@ class RFMClassifier(ClassifierMixin, _BaseRFM):
             return None
         return np.concatenate([c[0] for c in chosen]), np.concatenate([c[1] for c in chosen])
 
-    def _routing_score(self, out: np.ndarray, Y_val) -> float:
-        """Validation accuracy of the tree's scores (``Y_val``: class indices)."""
-        return float(np.mean(out.argmax(axis=1) == np.asarray(Y_val)))
+    def _val_score(self, out: torch.Tensor, Y_val) -> float:
+        """Validation accuracy of scores ``out`` (``Y_val``: class indices)."""
+        return float(np.mean(out.argmax(dim=1).cpu().numpy() == np.asarray(Y_val)))
 
     def _check_val(self, X_val, y_val):
         X_val = self._checked_val_rows(X_val, y_val)
