@@ -1,8 +1,8 @@
 """RFM at scale: our partitioned / iterative / exact RFM against xrfm.xRFM (0.4.5).
 
 Usage:  .venv/bin/python benchmarks/rfm_scale.py [--n 20000 100000 1000000] [--d 20 100]
-            [--task regression classification] [--leaf 5000] [--repeats 3] [--device cpu]
-            [--models ours,xrfm,exact,pcg]
+            [--task regression classification] [--leaf 5000] [--overlap 0] [--repeats 3]
+            [--device cpu] [--models ours,xrfm,exact,pcg]
 
 Data: x ~ N(0, I_d); regression target y = x1 x2 + sin(2 x3) + 0.1 noise (standardised, error =
 test MSE); classification label = [x1 x2 + sin(2 x3) + 0.1 noise > 0] (error = test error rate).
@@ -12,7 +12,8 @@ reg 1e-3, 5 AGOP iterations (iteration 0..5 selected on validation), diagonal M 
 default), float32, leaves of at most ``--leaf`` rows.
 
 Models:
-- ``ours``: `RFMRegressor` / `RFMClassifier` with ``max_leaf_size=--leaf`` (the partitioned RFM).
+- ``ours``: `RFMRegressor` / `RFMClassifier` with ``max_leaf_size=--leaf`` (the partitioned RFM)
+  and ``leaf_overlap=--overlap``.
 - ``xrfm``: ``xrfm.xRFM(max_leaf_size=--leaf)``, split method ``top_vector_agop_on_subset`` (its
   default), the same leaf RFM settings (``early_stop_rfm=False``). One change: its split model's
   subset (50,000 rows by default, a 9 GiB LU solve per split on the CPU) is capped at the leaf size;
@@ -118,7 +119,7 @@ def worker(job: dict) -> dict:
         from rfmbench.models.rfm import RFMClassifier, RFMRegressor
 
         extra = {
-            "ours": {"max_leaf_size": job["leaf"]},
+            "ours": {"max_leaf_size": job["leaf"], "leaf_overlap": job["overlap"]},
             "exact": {"max_leaf_size": None, "solver": "cholesky"},
             "pcg": {"max_leaf_size": None, "solver": "pcg"},
         }[job["model"]]
@@ -173,6 +174,9 @@ def main(argv=None) -> None:
     parser.add_argument("--d", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--task", nargs="+", default=["regression", "classification"])
     parser.add_argument("--leaf", type=int, default=5000)
+    parser.add_argument(
+        "--overlap", type=float, default=0.0, help="ours: leaf_overlap (rows shared across splits)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="ours,xrfm,exact,pcg")
@@ -204,7 +208,8 @@ def main(argv=None) -> None:
                         continue
                     job = {
                         "task": task, "n": n, "d": d, "model": model, "device": args.device,
-                        "leaf": args.leaf, "xrfm_split_subset": args.xrfm_split_subset or args.leaf,
+                        "leaf": args.leaf, "overlap": args.overlap,
+                        "xrfm_split_subset": args.xrfm_split_subset or args.leaf,
                         "xrfm_routing": args.xrfm_routing, "seed": 0,
                     }  # fmt: skip
                     runs = [run_job(job)]

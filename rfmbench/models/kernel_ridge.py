@@ -11,7 +11,7 @@ from __future__ import annotations
 import scipy.stats
 import torch
 
-from rfmbench.models.rfm import RFMClassifier, RFMRegressor, _BaseRFM
+from rfmbench.models.rfm import LEAF_OVERLAP, RFMClassifier, RFMRegressor, _BaseRFM
 from rfmbench.models.spec import ModelSpec
 
 _KR_PARAMS = (
@@ -22,6 +22,7 @@ _KR_PARAMS = (
     "row_norm",
     "solver",
     "max_leaf_size",
+    "leaf_overlap",
     "memory_gb",
     "nystrom_rank",
     "block_memory_mb",
@@ -58,6 +59,7 @@ class _KernelRidgeMixin:
         row_norm: bool = False,
         solver: str = "auto",
         max_leaf_size: int | str | None = "auto",
+        leaf_overlap: float = LEAF_OVERLAP,
         memory_gb: float | None = None,
         nystrom_rank: int = 1000,
         block_memory_mb: float = 512.0,
@@ -71,6 +73,7 @@ class _KernelRidgeMixin:
         self.row_norm = row_norm
         self.solver = solver
         self.max_leaf_size = max_leaf_size
+        self.leaf_overlap = leaf_overlap
         self.memory_gb = memory_gb
         self.nystrom_rank = nystrom_rank
         self.block_memory_mb = block_memory_mb

@@ -20,6 +20,11 @@ Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, it
 - the median split: theirs sends the sorted first half left (``_get_balanced_split`` with
   ``overlap_fraction=0``) and validation rows by ``projection <= median``; ours the same halves,
   and every routed row by ``projection <= midpoint``.
+- overlap: theirs ``overlap_fraction`` (default 0) sends the middle ``2 * overlap_fraction`` of a
+  node's rows (by projection) to both children at each split; ours ``leaf_overlap`` (default 0)
+  adds to each finished leaf that share of its count: the rows of the whole training set nearest
+  its region across all its splits (`overlapping_rows`), so the overlap does not compound down
+  the tree.
 - validation: theirs routes ``X_val`` down the tree and refills small leaf validation sets from the
   leaf's training rows; ours routes an explicit ``X_val``, or with ``split_temperature="auto"``
   carves ``val_fraction`` of the rows (stratified) before the split and routes those; a leaf that
@@ -103,6 +108,35 @@ def build_tree(
 
     root = grow(torch.arange(X.shape[0], device=X.device))
     return root, leaves
+
+
+def overlapping_rows(
+    tree: Node, X: torch.Tensor, leaf_rows: list[torch.Tensor], overlap: float
+) -> list[torch.Tensor]:
+    """Each leaf's rows plus the ``overlap`` x as many rows of ``X`` nearest its region.
+
+    A row's distance to a leaf is its largest violation of the leaf's path: at each split, how
+    far (in units of the split's ``scale``) its projection lies on the wrong side.
+    """
+    out = list(leaf_rows)
+    if overlap <= 0:
+        return out
+    stack = [(tree, torch.zeros(X.shape[0], dtype=X.dtype, device=X.device))]
+    while stack:
+        node, viol = stack.pop()
+        if node.leaf >= 0:
+            own = leaf_rows[node.leaf]
+            extra = min(int(round(overlap * own.shape[0])), X.shape[0] - own.shape[0])
+            if extra > 0:
+                viol = viol.clone()
+                viol[own] = float("inf")
+                near = torch.topk(viol, extra, largest=False).indices
+                out[node.leaf] = torch.cat([own, near]).sort().values
+            continue
+        z = (X @ node.direction.to(X.dtype) - node.threshold) / node.scale
+        stack.append((node.left, torch.maximum(viol, z.clamp(min=0))))
+        stack.append((node.right, torch.maximum(viol, (-z).clamp(min=0))))
+    return out
 
 
 def route(tree: Node, X: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ from rfmbench.models.partition import (
     agop_direction,
     build_tree,
     leaf_weights,
+    overlapping_rows,
     route,
 )
 from rfmbench.models.solvers import KernelSystem, exact_solve, pcg_solve
@@ -73,6 +74,10 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 AUTO_LEAF_ROWS = {"cpu": 5_000, "cuda": 60_000}
 
 
+# Partitioned RFM: each leaf also trains on this share of its rows from across its boundaries
+# (`partition.overlapping_rows`); see ``leaf_overlap`` in `RFMRegressor`. 0: at n = 100,000 an
+# overlap of 0.25 cost 1.4x the fit time for no better error (benchmarks/rfm_scale.py).
+LEAF_OVERLAP = 0.0
 # Rows of the kernel ridge fit whose AGOP gives a partition node's split direction (see partition.py).
 SPLIT_ROWS = 2_000
 # Validation rows the soft routing's temperature is tuned on, at most (each is scored by the few
@@ -128,6 +133,7 @@ class _BaseRFM(BaseEstimator):
         "row_norm": ["boolean"],
         "solver": [StrOptions({"auto", "cholesky", "pcg"})],
         "max_leaf_size": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), None],
+        "leaf_overlap": [Interval(Real, 0, 1, closed="both")],
         "memory_gb": [Interval(Real, 0, None, closed="neither"), None],
         "nystrom_rank": [Interval(Integral, 1, None, closed="left")],
         "block_memory_mb": [Interval(Real, 0, None, closed="neither")],
@@ -156,6 +162,7 @@ class _BaseRFM(BaseEstimator):
         row_norm: bool = False,
         solver: str = "auto",
         max_leaf_size: int | str | None = "auto",
+        leaf_overlap: float = LEAF_OVERLAP,
         memory_gb: float | None = None,
         nystrom_rank: int = 1000,
         block_memory_mb: float = 512.0,
@@ -180,6 +187,7 @@ class _BaseRFM(BaseEstimator):
         self.row_norm = row_norm
         self.solver = solver
         self.max_leaf_size = max_leaf_size
+        self.leaf_overlap = leaf_overlap
         self.memory_gb = memory_gb
         self.nystrom_rank = nystrom_rank
         self.block_memory_mb = block_memory_mb
@@ -251,6 +259,7 @@ class _BaseRFM(BaseEstimator):
         if self.max_leaf_size != "auto":
             return self.max_leaf_size
         fit_rows = max_exact_rows(self.memory_plan_.budget, d, c, itemsize, self._block_bytes())
+        fit_rows = int(fit_rows / (1 + self.leaf_overlap))  # a leaf trains on its overlap too
         if self.solver == "pcg":  # no exact matrix: the leaf is bounded by time alone
             fit_rows = AUTO_LEAF_ROWS["cuda"]
         return max(2, min(fit_rows, AUTO_LEAF_ROWS.get(self.device_.type, fit_rows)))
@@ -489,6 +498,7 @@ class _BaseRFM(BaseEstimator):
             )  # fmt: skip
 
         self.tree_, leaf_rows = build_tree(X_all, leaf_size, direction)
+        leaf_rows = overlapping_rows(self.tree_, X_all, leaf_rows, self.leaf_overlap)
         val_leaf = None if X_va is None else route(self.tree_, X_va).cpu().numpy()
         leaves, sizes = [], []
         for k, rows in enumerate(leaf_rows):
@@ -702,6 +712,16 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         its own validation split). ``auto``: the most rows an exact fit holds in the memory plan,
         at most `AUTO_LEAF_ROWS` of the device (a time target: 5,000 on the CPU, 60,000 on CUDA).
         ``None``: never partition.
+    leaf_overlap : float in [0, 1], default=0.0
+        Partitioned RFM: each leaf also trains on ``leaf_overlap`` times its row count of the
+        rows nearest its region from across its split boundaries (`partition.overlapping_rows`),
+        so that a leaf's model does not extrapolate where soft routing mixes it with its
+        neighbour. A leaf then solves up to ``(1 + leaf_overlap) * max_leaf_size`` rows (the
+        ``auto`` leaf size allows for it in memory). In ``benchmarks/rfm_scale.py`` 0.25 took
+        the classification error at n = 20,000 (4 leaves) from 1.08x the exact RFM's to 1.00x
+        for 1.9x the fit time, but not the regression error (1.06x -> 1.05x), nor either at
+        n = 100,000 (1.4x the time); hence off by default. xRFM's ``overlap_fraction``
+        (default 0) is the same idea, taken at each split rather than per leaf.
     memory_gb : float or None, default=None
         The memory plan's budget in GiB (`rfmbench.models.memory`); None: 80% of what the device
         has available when ``fit`` starts (MemAvailable on the CPU, free memory on CUDA).
@@ -763,7 +783,8 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         The soft routing's temperature (None: each row to its leaf, or no partition); the
         benchmark's refit gets it as ``split_temperature`` (``refit_params``).
     leaf_sizes_, leaf_M_ : list
-        Training rows and metric of each leaf (one entry unless partitioned). ``M_`` is the
+        Training rows (with the overlap) and metric of each leaf (one entry unless
+        partitioned). ``M_`` is the
         average of ``leaf_M_`` weighted by leaf size, ``feature_importances_`` its diagonal.
     memory_plan_ : memory.MemoryPlan
     dual_coef_ : ndarray of shape (n_train, n_outputs), or a list of them (one per leaf)

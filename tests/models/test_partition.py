@@ -14,6 +14,7 @@ from rfmbench.models.partition import (
     SPLIT_TEMPERATURES,
     build_tree,
     leaf_weights,
+    overlapping_rows,
     route,
 )
 from rfmbench.models.rfm import SPEC, RFMClassifier, RFMRegressor
@@ -45,13 +46,50 @@ def test_tree_halves_until_the_leaf_size_and_routes_rows_to_their_leaf():
         assert torch.all(which[distinct] == k)
 
 
-def test_partitioned_kernel_ridge_is_one_kernel_ridge_per_leaf():
+def test_overlapping_rows_add_the_rows_nearest_each_leaf_across_its_splits():
+    X, _ = _data(200)
+    X_t = torch.tensor(X)
+    axes = iter([0, 1, 2])  # the root splits on feature 0, its children on 1 and 2
+
+    def direction(idx):
+        v = torch.zeros(5, dtype=torch.float64)
+        v[next(axes)] = 1.0
+        return v
+
+    tree, leaves = build_tree(X_t, 50, direction)
+    extended = overlapping_rows(tree, X_t, leaves, 0.3)
+    assert overlapping_rows(tree, X_t, leaves, 0.0) == leaves
+    # Brute force: a row's distance to a leaf is its largest wrong-side margin along the path,
+    # each margin in units of its split's scale.
+    paths = {}
+
+    def walk(node, path):
+        if node.leaf >= 0:
+            paths[node.leaf] = path
+            return
+        axis = int(node.direction.argmax())
+        walk(node.left, [*path, (axis, node.threshold, node.scale, +1)])
+        walk(node.right, [*path, (axis, node.threshold, node.scale, -1)])
+
+    walk(tree, [])
+    for k, own in enumerate(leaves):
+        distance = np.zeros(len(X))
+        for axis, threshold, scale, side in paths[k]:
+            distance = np.maximum(distance, side * (X[:, axis] - threshold) / scale)
+        assert np.all(distance[own.numpy()] <= 0)
+        outside = np.setdiff1d(np.arange(len(X)), own.numpy())
+        nearest = outside[np.argsort(distance[outside], kind="stable")[: round(0.3 * len(own))]]
+        np.testing.assert_array_equal(extended[k].numpy(), np.sort(np.r_[own.numpy(), nearest]))
+
+
+@pytest.mark.parametrize("overlap, size", [(0.0, 60), (0.25, 75)])
+def test_partitioned_kernel_ridge_is_one_kernel_ridge_per_leaf(overlap, size):
     X, y = _data(240)
     X_test, _ = _data(60, seed=1)
-    kw = dict(bandwidth=3.0, reg=1e-2, dtype="float64", device="cpu")
+    kw = dict(bandwidth=3.0, reg=1e-2, dtype="float64", device="cpu", leaf_overlap=overlap)
     model = KernelRidgeRegressor(max_leaf_size=70, **kw).fit(X, y)
     assert model.solver_path_ == "partitioned(leaves=4; exact)"
-    assert model.leaf_sizes_ == [60, 60, 60, 60]
+    assert model.leaf_sizes_ == [size] * 4
     which = route(model.tree_, torch.tensor(X_test)).numpy()
     direct = np.empty(len(X_test))
     for k, leaf in enumerate(model._leaves):
