@@ -30,6 +30,9 @@ Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, it
   carves ``val_fraction`` of the rows (stratified) before the split and routes those; a leaf that
   receives none, or any leaf under a fixed temperature, carves its own.
 - ``n_trees``, ``n_tree_iters``: not implemented (their defaults: one tree, no iteration).
+  Averaging trees of seeds 0-2 (n = 20,000, 4 leaves, the regression task of
+  ``benchmarks/rfm_scale.py``) took test MSE from 0.0110 (seed 0's tree) to 0.0102, 1.03x the
+  exact RFM's, for 3x the time; 5 trees 0.0104.
 - soft routing: theirs by default (``use_temperature_tuning=True``) tunes a ``split_temperature``
   on the validation rows among 0 (hard) and 20 values from 0.025 to 4.5, a row's prediction then
   mixing the leaves on either side of a split near its boundary (`leaf_weights`); ours the same
