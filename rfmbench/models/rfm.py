@@ -783,9 +783,9 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         The soft routing's temperature (None: each row to its leaf, or no partition); the
         benchmark's refit gets it as ``split_temperature`` (``refit_params``).
     leaf_sizes_, leaf_M_ : list
-        Training rows (with the overlap) and metric of each leaf (one entry unless
-        partitioned). ``M_`` is the
-        average of ``leaf_M_`` weighted by leaf size, ``feature_importances_`` its diagonal.
+        Training rows (with the overlap) and metric of each leaf (one entry unless partitioned).
+        ``M_`` is the average of ``leaf_M_`` weighted by leaf size, ``feature_importances_`` its
+        diagonal.
     memory_plan_ : memory.MemoryPlan
     dual_coef_ : ndarray of shape (n_train, n_outputs), or a list of them (one per leaf)
         The selected coefficients.

@@ -90,10 +90,15 @@ def test_partitioned_kernel_ridge_is_one_kernel_ridge_per_leaf(overlap, size):
     model = KernelRidgeRegressor(max_leaf_size=70, **kw).fit(X, y)
     assert model.solver_path_ == "partitioned(leaves=4; exact)"
     assert model.leaf_sizes_ == [size] * 4
+    # Each leaf's training rows: those routed to it, plus the overlap (checked on its own above).
+    own = route(model.tree_, torch.tensor(X))
+    own_rows = [torch.nonzero(own == k).flatten() for k in range(4)]
+    leaf_rows = overlapping_rows(model.tree_, torch.tensor(X), own_rows, overlap)
     which = route(model.tree_, torch.tensor(X_test)).numpy()
     direct = np.empty(len(X_test))
     for k, leaf in enumerate(model._leaves):
-        rows = np.isin(X, leaf.centers.numpy()).all(axis=1)
+        rows = leaf_rows[k].numpy()
+        np.testing.assert_array_equal(leaf.centers.numpy(), X[rows])
         single = KernelRidgeRegressor(max_leaf_size=None, **kw).fit(X[rows], y[rows])
         direct[which == k] = single.predict(X_test[which == k])
     np.testing.assert_allclose(model.predict(X_test), direct, rtol=1e-10, atol=1e-12)
