@@ -23,9 +23,12 @@ solve the system:
   returned coefficients is recomputed and recorded.
 
 Memory (``b`` rows per block, ``n`` rows, ``c`` outputs, ``m`` landmarks, ``s`` bytes per item):
-the exact path needs ``n^2 s`` (the Cholesky factor overwrites the matrix in place) plus ``8 b n``
-for a float64 residual block; its float64 repair needs ``8 n^2``. The iterative path needs
-``s (n m + b n + 6 n c)``.
+the exact path needs ``n^2 s`` (the Cholesky factor overwrites the matrix in place, and a failed
+attempt is retried with jitter in the same buffer, the kernel recomputed into it) plus ``8 b n``
+for a float64 residual block; its float64 repair needs ``8 n^2``; the least-squares fallback
+(eigenvectors) ``3 n^2 s``, and is refused with a `MemoryError` where the plan cannot hold that.
+The iterative path needs ``s (n m + b n + 6 n c)`` (the Nystrom factor's transformations
+overwrite its ``n x m`` columns in place).
 """
 
 from __future__ import annotations
@@ -82,9 +85,11 @@ class KernelSystem:
         cache_rows = max(16, DEFAULT_BLOCK_ELEMENTS // max(1, n_z))
         return min(cache_rows, block_rows_for(self.block_bytes, per_row, self.n))
 
-    def matrix(self) -> torch.Tensor:
-        """``K(X, X)`` as a full ``n x n`` matrix (no ridge)."""
-        return self.kernel.matrix(self.X, self.X, self.M, block_rows=self._block_rows(self.n))
+    def matrix(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``K(X, X)`` as a full ``n x n`` matrix (no ridge), written into ``out`` if given."""
+        return self.kernel.matrix(
+            self.X, self.X, self.M, block_rows=self._block_rows(self.n), out=out
+        )
 
     def rows(self, rows: slice) -> torch.Tensor:
         if self.cached is not None:
@@ -143,8 +148,8 @@ def exact_solve(
     K = system.matrix()
     if on_matrix is not None:
         on_matrix(K)
-    alpha, method, factor = _factor_solve(K, Y, system.reg, rebuild=system.matrix)
-    del K  # overwritten by its Cholesky factor, or restored: the factor is what is kept
+    alpha, method, factor = _factor_solve(K, Y, system.reg, rebuild=system.matrix, fits=fits)
+    del K  # overwritten by its Cholesky factor: the factor is what is kept
     Y64 = Y.to(torch.float64)
     y_norm = float(Y64.norm().clamp(min=torch.finfo(torch.float64).tiny))
     R = Y64 - system.matmul(alpha.to(torch.float64))
@@ -166,7 +171,7 @@ def exact_solve(
     if residual > tol and system.X.dtype != torch.float64 and fits(8.0 * system.n**2):
         ref = system.to(torch.float64)
         K64 = ref.matrix()
-        a64, method64, _ = _factor_solve(K64, Y64, system.reg, rebuild=ref.matrix)
+        a64, method64, _ = _factor_solve(K64, Y64, system.reg, rebuild=ref.matrix, fits=fits)
         del K64
         residual64 = relative_residual(ref, a64, Y64)
         if residual64 < residual:
@@ -246,13 +251,13 @@ def _nystrom_preconditioner(system: KernelSystem, rank: int, generator):
     W = C[idx].to(torch.float64)
     w, V = torch.linalg.eigh((W + W.mT) / 2)
     keep = w > w.max() * rank * torch.finfo(torch.float32).eps
-    B = C @ (V[:, keep] / w[keep].sqrt()).to(C.dtype)  # K ~ B B^T
-    del C
+    # B and U overwrite C's columns: the preconditioner holds one n x m matrix, as planned.
+    rows = block_rows_for(system.block_bytes, C.shape[1] * C.element_size(), n)
+    B = _times_in_place(C, (V[:, keep] / w[keep].sqrt()).to(C.dtype), rows)  # K ~ B B^T
     s, Q = torch.linalg.eigh((B.mT @ B).to(torch.float64))  # B = U diag(s)^1/2 Q^T
     good = s > s.max() * torch.finfo(torch.float32).eps
-    U = B @ (Q[:, good] / s[good].sqrt()).to(B.dtype)
+    U = _times_in_place(B, (Q[:, good] / s[good].sqrt()).to(B.dtype), rows)
     lam = s[good]
-    del B
     mu = system.reg if system.reg > 0 else 1e-6  # trace(K) / n = 1: the kernel's diagonal is 1
     scale = ((float(lam.min()) + mu) / (lam + mu) - 1.0).to(U.dtype)
 
@@ -262,12 +267,22 @@ def _nystrom_preconditioner(system: KernelSystem, rank: int, generator):
     return apply
 
 
+def _times_in_place(A: torch.Tensor, T: torch.Tensor, block_rows: int) -> torch.Tensor:
+    """``A @ T`` written over the first ``T.shape[1]`` columns of ``A`` (returned as a view of
+    them), a block of rows at a time, so that no second ``n x m`` matrix is allocated."""
+    k = T.shape[1]
+    for rows in row_blocks(A.shape[0], block_rows):
+        A[rows, :k] = A[rows] @ T
+    return A[:, :k]
+
+
 def solve_kernel_system(
     K: torch.Tensor,
     Y: torch.Tensor,
     reg: float,
     *,
-    rebuild: Callable[[], torch.Tensor] | None = None,
+    rebuild: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    fits: Callable[[float], bool] = lambda nbytes: True,
 ) -> tuple[torch.Tensor, str]:
     """Solve ``(K + reg I) alpha = Y``; return ``alpha`` and the method that succeeded.
 
@@ -278,45 +293,52 @@ def solve_kernel_system(
     fallback is logged. No residual check: `exact_solve` adds it.
 
     Memory. Without ``rebuild``, ``K`` is kept (its diagonal is modified during the call and restored
-    exactly) and the Cholesky factor is a second ``n x n`` matrix. With ``rebuild`` (a function that
-    recomputes ``K``), the first factorization overwrites ``K`` in place, so the solve needs no second
-    ``n x n`` matrix; ``K`` is then garbage for the caller. Only if that attempt fails is ``K``
-    rebuilt for the fallbacks.
+    exactly) and each Cholesky factor is a second ``n x n`` matrix. With ``rebuild`` (a function that
+    recomputes ``K`` into the buffer it is given), every factorization overwrites ``K`` in place and a
+    failed one is followed by ``K`` recomputed into the same buffer, so the Cholesky attempts hold one
+    ``n x n`` matrix; ``K`` is then garbage for the caller. The least-squares fallback needs about two
+    more (eigenvectors and LAPACK's workspace): ``fits(nbytes)`` (the memory plan) is asked for the
+    three first, and a `MemoryError` names the ridge that avoids it when they do not fit.
     """
-    alpha, method, _ = _factor_solve(K, Y, reg, rebuild=rebuild)
+    alpha, method, _ = _factor_solve(K, Y, reg, rebuild=rebuild, fits=fits)
     return alpha, method
 
 
-def _factor_solve(K, Y, reg, *, rebuild=None):
+def _factor_solve(K, Y, reg, *, rebuild=None, fits=lambda nbytes: True):
     """`solve_kernel_system`, also returning the Cholesky factor used (None after ``lstsq``)."""
-    if rebuild is not None:
-        top = float(K.diagonal().max()) + reg
-        K.diagonal().add_(reg)
-        # K is symmetric, so K.mT is the same matrix, column-major: LAPACK factors it in place.
-        factor, info = K.mT, torch.empty((), dtype=torch.int32, device=K.device)
-        torch.linalg.cholesky_ex(factor, out=(factor, info))
-        alpha = _checked_solve(factor, info, Y, top)
-        if alpha is not None:
-            return alpha, "cholesky", factor
-        _log_retry(K.shape[0], reg, 0.0)
-        del factor
-        K = rebuild()
-    diag = K.diagonal().clone()
     eps = torch.finfo(K.dtype).eps
+    diag = K.diagonal().clone()
     scale = max(float(diag.abs().max()), float(np.finfo(np.float64).tiny))
-    jitters = (0.0, 1e1 * eps * scale, 1e3 * eps * scale, 1e5 * eps * scale)
+    info = torch.empty((), dtype=torch.int32, device=K.device)
     try:
-        for jitter in jitters[1:] if rebuild is not None else jitters:
-            K.diagonal().copy_(diag).add_(reg + jitter)
-            factor = torch.empty_like(K).mT  # column-major, as LAPACK writes it: no extra copy
-            info = torch.empty((), dtype=torch.int32, device=K.device)
-            torch.linalg.cholesky_ex(K, out=(factor, info))
+        for jitter in (0.0, 1e1 * eps * scale, 1e3 * eps * scale, 1e5 * eps * scale):
+            if rebuild is not None:
+                if jitter > 0:  # the failed attempt overwrote K with a partial factor
+                    K = rebuild(K)
+                K.diagonal().add_(reg + jitter)
+                # K is symmetric, so K.mT is the same matrix, column-major: LAPACK factors it in
+                # place.
+                factor = K.mT
+                torch.linalg.cholesky_ex(factor, out=(factor, info))
+            else:
+                K.diagonal().copy_(diag).add_(reg + jitter)
+                factor = torch.empty_like(K).mT  # column-major, as LAPACK writes it: no extra copy
+                torch.linalg.cholesky_ex(K, out=(factor, info))
             alpha = _checked_solve(factor, info, Y, scale + reg + jitter)
             if alpha is not None:
                 method = "cholesky" if jitter == 0.0 else f"cholesky+jitter={jitter:.3g}"
                 return alpha, method, factor
             del factor
             _log_retry(K.shape[0], reg, jitter)
+        # K, its eigenvectors and LAPACK's workspace (``fits`` counts from an empty device).
+        if not fits(3.0 * K.numel() * K.element_size()):
+            raise MemoryError(
+                f"the kernel system on {K.shape[0]} rows is numerically singular at reg={reg:g} "
+                f"even with jitter, and its least-squares solution needs three {K.shape[0]} x "
+                f"{K.shape[0]} matrices, more than the memory plan allows; a larger reg avoids it"
+            )
+        if rebuild is not None:
+            K = rebuild(K)
         K.diagonal().copy_(diag).add_(reg)
         eigvals, eigvecs = torch.linalg.eigh(K)
         cutoff = K.shape[0] * eps * float(eigvals.abs().max())
@@ -325,7 +347,8 @@ def _factor_solve(K, Y, reg, *, rebuild=None):
         logger.warning("Cholesky failed even with jitter; used the least-squares solution")
         return alpha, "lstsq", None
     finally:
-        K.diagonal().copy_(diag)
+        if rebuild is None:
+            K.diagonal().copy_(diag)
 
 
 def _cholesky_apply(factor, R):

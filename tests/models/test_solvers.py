@@ -173,3 +173,68 @@ def test_duplicate_heavy_data_predicts_the_same_in_float32_and_float64():
         predictions[dtype], methods[dtype] = model.predict(fold.X_test), model.solve_methods_
     assert all(m != "cholesky" for m in methods["float32"]), methods  # the check caught each one
     np.testing.assert_array_equal(predictions["float32"], predictions["float64"])
+
+
+def test_a_failed_cholesky_retries_in_the_buffer_it_rebuilds(monkeypatch):
+    """Duplicated rows and no ridge: the in-place Cholesky fails, the jitter retries run in the
+    same n x n buffer (rebuilt into it), and no second n x n matrix is allocated."""
+    rng = np.random.default_rng(4)
+    X = np.repeat(rng.normal(size=(20, 4)), 15, axis=0)  # 300 rows, 20 distinct
+    Y = rng.normal(size=(300, 1))
+    system = _system(X, 0.0, torch.float64)
+    K = system.matrix()
+    targets = []
+
+    def rebuild(out):
+        targets.append(out.data_ptr())
+        return system.matrix(out)
+
+    square = []
+    empty_like = torch.empty_like
+    monkeypatch.setattr(
+        torch,
+        "empty_like",
+        lambda t, *a, **kw: square.append(t.shape) or empty_like(t, *a, **kw),
+    )
+    alpha, method = solve_kernel_system(K, torch.tensor(Y), 0.0, rebuild=rebuild)
+    assert method.startswith("cholesky+jitter=") and targets and set(targets) == {K.data_ptr()}
+    assert (300, 300) not in square
+    # A backward-stable solve of the jittered system (the matrix rebuilt independently here):
+    # normwise backward error ||(K + jI) a - Y|| / (||K + jI|| ||a||) at the rounding level.
+    A = system.matrix().numpy() + float(method.split("=")[1]) * np.eye(300)
+    a = alpha.numpy()
+    backward = np.linalg.norm(A @ a - Y) / (np.linalg.norm(A, 2) * np.linalg.norm(a))
+    assert backward < 300 * np.finfo(np.float64).eps, backward
+
+
+@pytest.mark.parametrize("rebuilt", [False, True])
+def test_the_least_squares_fallback_asks_the_memory_plan(rebuilt):
+    vecs, _ = np.linalg.qr(np.random.default_rng(6).normal(size=(5, 5)))
+    A = vecs @ np.diag([2.0, 1.0, 0.5, 0.3, -0.4]) @ vecs.T  # indefinite: every Cholesky fails
+    Y = torch.ones(5, 1, dtype=torch.float64)
+    kw = {"rebuild": lambda out: out.copy_(torch.from_numpy(A))} if rebuilt else {}
+    asked = []
+    alpha, method = solve_kernel_system(
+        torch.from_numpy(A.copy()), Y, 0.0, fits=lambda nbytes: asked.append(nbytes) or True, **kw
+    )
+    assert method == "lstsq" and asked == [3 * 25 * 8]
+    np.testing.assert_allclose(alpha.numpy(), np.linalg.solve(A, Y.numpy()), rtol=1e-10)
+    with pytest.raises(MemoryError, match="larger reg avoids it"):
+        solve_kernel_system(torch.from_numpy(A.copy()), Y, 0.0, fits=lambda nbytes: False, **kw)
+
+
+def test_nystrom_preconditioner_is_the_formula_on_the_nystrom_approximation():
+    """``P^-1 = (lam_min + reg) U (Lam + reg)^-1 U^T + I - U U^T`` from the eigenpairs of
+    ``C W^-1 C^T`` computed directly, with the factor built a few rows at a time in place."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 3))
+    system = KernelSystem(LaplaceKernel(2.0), torch.tensor(X), None, 0.05, block_bytes=8 * 12 * 7)
+    precond = solvers._nystrom_preconditioner(system, 12, torch.Generator().manual_seed(0))
+    idx = torch.randperm(60, generator=torch.Generator().manual_seed(0))[:12].numpy()
+    K = LaplaceKernel(2.0).matrix(torch.tensor(X), torch.tensor(X)).numpy()
+    C = K[:, idx]
+    lam, U = np.linalg.eigh(C @ np.linalg.solve(K[np.ix_(idx, idx)], C.T))
+    lam, U = lam[-12:], U[:, -12:]  # rank 12
+    expected = (lam.min() + 0.05) * U @ np.diag(1 / (lam + 0.05)) @ U.T + np.eye(60) - U @ U.T
+    got = precond(torch.eye(60, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-8)
