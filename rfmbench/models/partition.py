@@ -5,7 +5,9 @@ split direction is the top eigenvector of the AGOP of a kernel ridge predictor (
 exactly on a seeded random subsample of the node's rows; the rows are sorted by their projection on
 it and split in two halves (balanced, so duplicated rows cannot stall the recursion), at the
 midpoint between the two middle projections. Each leaf is then an ordinary RFM, fitted by
-`rfmbench.models.rfm` on its rows; a new row is routed to its leaf by the same comparisons.
+`rfmbench.models.rfm` on its rows; a new row is routed to its leaf by comparing its projections
+with the thresholds (``<=`` goes left: a training row whose projection ties a threshold may have
+been placed right, to keep the halves balanced).
 
 Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, its default):
 
@@ -14,7 +16,7 @@ Mapping to ``xrfm.xRFM`` 0.4.5 (``split_method='top_vector_agop_on_subset'``, it
 - the split model: theirs is fixed (``default_rfm_params``: ``l2_high_dim`` kernel, bandwidth 10,
   reg 1e-3, no iteration) on a subset of up to 50,000 rows (95% fitted); ours uses the estimator's
   own kernel, bandwidth, exponent and reg on a random ``rfm.SPLIT_ROWS`` (2,000) of the node's rows
-  (or all, when fewer), and its AGOP over ``agop_samples`` of them. 2,000 rather than the leaf size:
+  (or all, when fewer), and its AGOP over all of them. 2,000 rather than the leaf size:
   at n = 100,000 (32 leaves of ~3,000 rows, 31 splits) the splits on 5,000 rows were a third of the
   fit (38.0 s -> 25.8 s with 2,000; test MSE 0.0084 -> 0.0085, classification error 0.0328 -> 0.0332).
   At n = 20,000 (4 leaves, regression, seeds 0-2) 5,000 rows gave 0.0110 / 0.0106 / 0.0110 against
@@ -178,13 +180,16 @@ def agop_direction(
     coordinate positive) so that a seed gives one tree. ``fits``: as in `solvers.exact_solve`.
     """
     system = KernelSystem(kernel, X, None, reg, block_bytes)
-    coef = exact_solve(system, Y, fits=fits).coef.to(X.dtype)
+    coef = exact_solve(system, Y, fits=fits).coef
+    # A repaired solve's float64 coefficients are large and cancel: their gradients summed in
+    # float32 lose the AGOP (as in the RFM iterations, `rfm._BaseRFM._next_metric`).
+    X_g = X.to(coef.dtype)
     sample = None
     if agop_samples < X.shape[0]:
         sample = torch.randperm(X.shape[0], generator=generator)[:agop_samples].to(X.device)
-    per_row = kernel.agop_bytes_per_row(X.shape[0], X.shape[1], Y.shape[1], X.element_size())
+    per_row = kernel.agop_bytes_per_row(X.shape[0], X.shape[1], Y.shape[1], X_g.element_size())
     rows = block_rows_for(block_bytes, per_row, X.shape[0])
-    G = agop(kernel, X, coef, None, sample=sample, block_rows=rows)
+    G = agop(kernel, X_g, coef, None, sample=sample, block_rows=rows)
     _, vecs = torch.linalg.eigh((G + G.mT).to(torch.float64) / 2)
     v = vecs[:, -1]
     v = v if v[v.abs().argmax()] >= 0 else -v

@@ -132,7 +132,7 @@ class _BaseRFM(BaseEstimator):
         "val_fraction": [Interval(Real, 0, 1, closed="left")],
         "row_norm": ["boolean"],
         "solver": [StrOptions({"auto", "cholesky", "pcg"})],
-        "max_leaf_size": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), None],
+        "max_leaf_size": [StrOptions({"auto"}), Interval(Integral, 3, None, closed="left"), None],
         "leaf_overlap": [Interval(Real, 0, 1, closed="both")],
         "memory_gb": [Interval(Real, 0, None, closed="neither"), None],
         "nystrom_rank": [Interval(Integral, 1, None, closed="left")],
@@ -262,7 +262,7 @@ class _BaseRFM(BaseEstimator):
         fit_rows = int(fit_rows / (1 + self.leaf_overlap))  # a leaf trains on its overlap too
         if self.solver == "pcg":  # no exact matrix: the leaf is bounded by time alone
             fit_rows = AUTO_LEAF_ROWS["cuda"]
-        return max(2, min(fit_rows, AUTO_LEAF_ROWS.get(self.device_.type, fit_rows)))
+        return max(3, min(fit_rows, AUTO_LEAF_ROWS.get(self.device_.type, fit_rows)))
 
     # -- the algorithm ------------------------------------------------------------------------------
 
@@ -493,7 +493,7 @@ class _BaseRFM(BaseEstimator):
             pick = idx[torch.randperm(idx.shape[0], generator=gen)[:split_rows].to(idx.device)]
             return agop_direction(
                 self.kernel_, X_all[pick], Y_all[pick], reg=self.reg,
-                agop_samples=self.agop_samples, block_bytes=self._block_bytes() / 2,
+                agop_samples=split_rows, block_bytes=self._block_bytes() / 2,
                 generator=gen, fits=self._fits_more,
             )  # fmt: skip
 
@@ -711,7 +711,8 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         a kernel ridge fit on a subsample, recursively, and one RFM is fitted per leaf (each with
         its own validation split). ``auto``: the most rows an exact fit holds in the memory plan,
         at most `AUTO_LEAF_ROWS` of the device (a time target: 5,000 on the CPU, 60,000 on CUDA).
-        ``None``: never partition.
+        ``None``: never partition. At least 3, so that every leaf (half of more than 3 rows) has
+        the 2 rows a validation split needs.
     leaf_overlap : float in [0, 1], default=0.0
         Partitioned RFM: each leaf also trains on ``leaf_overlap`` times its row count of the
         rows nearest its region from across its split boundaries (`partition.overlapping_rows`),

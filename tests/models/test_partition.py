@@ -238,3 +238,66 @@ def test_small_data_default_is_one_exact_fit():
     X, y = _data(200)
     model = RFMRegressor(iters=1, device="cpu", random_state=0).fit(X, y)
     assert model.solver_path_ == "exact" and model.tree_ is None and model.leaf_sizes_ == [200]
+
+
+def test_split_direction_after_a_float64_repair_is_the_float64_one():
+    """titanic's 14 distinct rows, made near-duplicates, at a tiny ridge: the float32 solve is
+    repaired to float64 coefficients, which cancel; their AGOP must be taken in float64 too."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from rfmbench.models.kernels import LaplaceKernel
+    from rfmbench.models.partition import agop_direction
+    from rfmbench.models.solvers import KernelSystem, exact_solve
+
+    frame = pd.read_csv(
+        Path(__file__).parents[1] / "data" / "uci121" / "titanic" / "titanic_R.dat",
+        sep="\t",
+        index_col=0,
+    )
+    X = frame.iloc[:, :-1].to_numpy(np.float64)
+    X = X + 1e-3 * np.random.default_rng(0).normal(size=X.shape)
+    Y = torch.tensor(np.eye(2)[frame.iloc[:, -1].to_numpy(int)])
+    kernel, reg = LaplaceKernel(10.0), 1e-5
+    X32 = torch.tensor(X, dtype=torch.float32)
+    assert exact_solve(KernelSystem(kernel, X32, None, reg), Y.float()).coef.dtype == torch.float64
+
+    def direction(X_t):
+        return agop_direction(
+            kernel, X_t, Y.to(X_t.dtype), reg=reg, agop_samples=10**6, block_bytes=2**26,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+
+    v32, v64 = direction(X32), direction(X32.double())
+    assert v32.dtype == torch.float32
+    assert abs(float(v32.double() @ v64)) > 0.99
+
+
+def test_split_directions_take_the_agop_over_every_split_row(monkeypatch):
+    """Kernel ridge (no AGOP iteration, ``agop_samples`` 1) splits on the AGOP of all its rows."""
+    import rfmbench.models.rfm as rfm
+
+    calls = []
+
+    def recorded(kernel, X, Y, **kw):
+        calls.append((X.shape[0], kw["agop_samples"]))
+        return direction(kernel, X, Y, **kw)
+
+    direction = rfm.agop_direction
+    monkeypatch.setattr(rfm, "agop_direction", recorded)
+    X, y = _data(300)
+    KernelRidgeRegressor(max_leaf_size=80, device="cpu").fit(X, y)
+    assert len(calls) == 3 and all(samples >= rows for rows, samples in calls)
+
+
+@pytest.mark.parametrize("cls", [RFMRegressor, RFMClassifier])
+def test_the_smallest_leaves_still_carve_a_validation_split(cls):
+    X, y = _data(7)
+    if cls is RFMClassifier:
+        y = (y > np.median(y)).astype(int)
+    kw = dict(iters=1, split_temperature=0, device="cpu", random_state=0)
+    model = cls(max_leaf_size=3, **kw).fit(X, y)
+    assert min(model.leaf_sizes_) == 2 and model.predict(X).shape == (7,)
+    with pytest.raises(ValueError, match="max_leaf_size"):
+        cls(max_leaf_size=2, **kw).fit(X, y)
