@@ -11,7 +11,13 @@ from __future__ import annotations
 import scipy.stats
 import torch
 
-from rfmbench.models.rfm import LEAF_OVERLAP, RFMClassifier, RFMRegressor, _BaseRFM
+from rfmbench.models.rfm import (
+    LEAF_OVERLAP,
+    RFMClassifier,
+    RFMRegressor,
+    _BaseRFM,
+    partition_refit_params,
+)
 from rfmbench.models.spec import ModelSpec
 
 _KR_PARAMS = (
@@ -115,12 +121,16 @@ SPEC = ModelSpec(
     },
     defaults={"kernel": "laplace", "bandwidth": 10.0, "reg": 1e-3},
     uses_device=True,
+    # An unpartitioned inner fit keeps the refit unpartitioned (see `partition_refit_params`).
+    refit_params=partition_refit_params,
     precision_param="dtype",
-    # The RFM paper's UCI grid without the iterations: ridge x row normalisation, bandwidth 10.
+    # The RFM paper's UCI grid without the iterations: ridge x row normalisation, bandwidth 10,
+    # one exact system as rfm's paper grid (the comparison is then the learned metric alone).
     paper_space={
         "reg": [10.0, 1.0, 0.1, 0.01, 0.001],
         "row_norm": [True, False],
         "bandwidth": [10.0],
         "kernel": ["laplace"],
+        "max_leaf_size": [None],
     },
 )

@@ -157,6 +157,7 @@ def test_auto_split_temperature_is_the_best_on_the_validation_rows_and_goes_to_t
     np.testing.assert_allclose(model.predict(X_val), fits[best_t].predict(X_val), rtol=1e-12)
     hints = SPEC.refit_params(model)
     assert hints["split_temperature"] == (model.split_temperature_ or 0.0)
+    assert "max_leaf_size" not in hints  # a tree: the refit's own leaf size
     hard = RFMRegressor(**kw, split_temperature=0).fit(X, y, X_val=X_val, y_val=y_val)
     assert "split_temperature" not in SPEC.refit_params(hard)  # fixed: the refit keeps its own
 
@@ -301,3 +302,31 @@ def test_the_smallest_leaves_still_carve_a_validation_split(cls):
     assert min(model.leaf_sizes_) == 2 and model.predict(X).shape == (7,)
     with pytest.raises(ValueError, match="max_leaf_size"):
         cls(max_leaf_size=2, **kw).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["rfm", "kernel-ridge"])
+def test_a_refit_on_more_rows_keeps_the_unpartitioned_form_tuning_scored(name, monkeypatch):
+    """Inner training parts of 200 rows fit in one leaf of 250; the refit's 300 rows would not."""
+    import rfmbench.models.rfm as rfm
+    from rfmbench.models.registry import get_model
+    from rfmbench.tuning import tune
+
+    monkeypatch.setitem(rfm.AUTO_LEAF_ROWS, "cpu", 250)
+    X, y = _data(300)
+    spec = get_model(name)
+    result = tune(spec, "regression", X, y, inner_folds=3, budget=1, seed=0, device="cpu")
+    params = {**result.best_params, **result.refit_params}
+    assert params["max_leaf_size"] is None
+    refit = spec.make("regression", params, device="cpu", seed=0, n_jobs=1).fit(X, y)
+    assert refit.solver_path_ == "exact"
+    unhinted = {**params, "max_leaf_size": "auto"}
+    tree = spec.make("regression", unhinted, device="cpu", seed=0, n_jobs=1).fit(X, y)
+    assert tree.solver_path_.startswith("partitioned(leaves=2")
+
+
+def test_paper_grids_solve_one_exact_system():
+    """rfm and kernel ridge under --protocol paper: the same single system, never a tree."""
+    from rfmbench.models.registry import get_model
+
+    for name in ("rfm", "kernel-ridge"):
+        assert get_model(name).paper_space["max_leaf_size"] == [None]

@@ -121,6 +121,7 @@ def test_given_temperature_is_used_and_refit_gets_the_fitted_one() -> None:
     assert hints == {
         "iters": fitted.best_iter_,
         "val_fraction": 0.0,
+        "max_leaf_size": None,  # the tuned fit was not partitioned: nor is its refit
         "temperature": fitted.temperature_,
     }
     refit = SPEC.build("classification", hints, device="cpu", seed=0, n_jobs=1).fit(X, y)
