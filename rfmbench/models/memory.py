@@ -1,9 +1,11 @@
 """The memory plan: what a kernel fit's path needs against what its device has, before allocating.
 
-Available memory: on CUDA the free memory ``torch.cuda.mem_get_info``; on the CPU ``MemAvailable`` of
-``/proc/meminfo`` (what can be allocated without swapping; the physical memory where that file is
-missing). A fit plans against `USABLE_FRACTION` of it, or against an explicit budget (``memory_gb``
-of the models; tests pass a tiny one to force every path on small data).
+Available memory: on CUDA the free memory ``torch.cuda.mem_get_info`` plus what torch holds cached;
+on the CPU ``MemAvailable`` of ``/proc/meminfo`` (what can be allocated without swapping; the
+physical memory where that file is missing), in a worker of a parallel run at most its share (the
+memory available when the run started, divided by the workers). A fit plans against
+`USABLE_FRACTION` of it, or against an explicit budget (``memory_gb`` of the models; tests pass a
+tiny one to force every path on small data).
 
 Bytes needed, for ``n`` training rows of ``d`` features, ``c`` outputs, ``s`` bytes per item and a
 block budget ``B`` (``block_memory_mb``):
@@ -24,20 +26,33 @@ USABLE_FRACTION = 0.8  # headroom for the process's other memory and the allocat
 GIB = 2**30
 
 
+# Set by the local executor in each worker of a parallel run on the CPU: the worker's share, in
+# bytes, of the memory available when the run started. Jobs running at once must not plan on the
+# same memory, and Linux counts a matrix against MemAvailable only once its pages are written: a
+# worker planning while another builds its matrix would see that memory free.
+CPU_SHARE_ENV = "RFMBENCH_CPU_MEMORY_SHARE"
+
+
 def available_bytes(device: torch.device | str) -> int:
-    """Memory that can still be allocated on ``device``, in bytes."""
+    """Memory that can still be allocated on ``device``, in bytes (on the CPU, at most this
+    process's `CPU_SHARE_ENV` share where it has one)."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Blocks torch has cached but not handed out count as used to the driver; they are ours.
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
+    available = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    share = os.environ.get(CPU_SHARE_ENV)
+    return min(available, int(share)) if share else available
 
 
 def exact_bytes(n: int, d: int, c: int, itemsize: int, block_bytes: float) -> float:

@@ -3,7 +3,8 @@
 - ``SerialExecutor``: in this process, one job after another (no time limit).
 - ``LocalExecutor``: ``jobs`` worker processes on this machine. A job over its time limit becomes a
   ``timeout`` row and its worker is replaced; a worker that dies turns its job into a ``failed`` row.
-  With a CUDA device, each worker is pinned to one GPU.
+  With a CUDA device, each worker is pinned to one GPU (the one named, for ``cuda:N``); on the CPU,
+  each plans its fits on its share of the memory (`worker_env`).
 - ``RayExecutor`` (``rfmbench.runner.ray_executor``, imported only when asked for): Ray tasks.
 
 Every executor runs each job with the same fixed thread count, ``config.threads`` (torch, BLAS and
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from rfmbench.models.memory import CPU_SHARE_ENV, available_bytes
 from rfmbench.runner.jobs import (
     Job,
     JobConfig,
@@ -100,22 +102,41 @@ class _Slot:
     started: float | None = None  # when the worker took the job (None: not yet)
 
 
-class LocalExecutor:
-    """Run jobs on ``jobs`` worker processes, with an optional per-job time limit in seconds."""
+def worker_env(
+    index: int, gpus: Sequence[int], cpu_share: int | None
+) -> tuple[dict[str, str], str | None]:
+    """Worker ``index``'s environment, and the GPU it is pinned to as the driver numbers it.
 
-    def __init__(self, jobs: int = 1, time_limit: float | None = None, gpus: int = 0) -> None:
+    With ``gpus`` (the driver's GPU numbers to use), the worker sees only ``gpus[index % len]``.
+    Without, its fits plan on ``cpu_share`` bytes (`rfmbench.models.memory.CPU_SHARE_ENV`): the
+    workers of one run then never plan on the same memory.
+    """
+    if gpus:
+        gpu = gpus[index % len(gpus)]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(max(gpus) + 1)]
+        return {"CUDA_VISIBLE_DEVICES": ids[gpu]}, f"cuda:{gpu}"
+    return ({} if cpu_share is None else {CPU_SHARE_ENV: str(cpu_share)}), None
+
+
+class LocalExecutor:
+    """Run jobs on ``jobs`` worker processes, with an optional per-job time limit in seconds.
+
+    ``gpus``: the GPUs (the driver's numbers) the workers are pinned to, one each in turn; none
+    for the CPU.
+    """
+
+    def __init__(
+        self, jobs: int = 1, time_limit: float | None = None, gpus: Sequence[int] = ()
+    ) -> None:
         self.jobs = jobs
         self.time_limit = time_limit
-        self.gpus = gpus
+        self.gpus = tuple(gpus)
+        self._cpu_share: int | None = None
         self._context = mp.get_context("spawn")  # fork is unsafe once torch has started threads
 
     def _start(self, slot: _Slot, outbox: Any) -> None:
-        env, device = {}, None
-        if self.gpus:
-            gpu = slot.index % self.gpus
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            ids = visible.split(",") if visible else [str(i) for i in range(self.gpus)]
-            env, device = {"CUDA_VISIBLE_DEVICES": ids[gpu]}, f"cuda:{gpu}"
+        env, device = worker_env(slot.index, self.gpus, self._cpu_share)
         slot.inbox = self._context.Queue()
         slot.process = self._context.Process(
             target=_worker, args=(slot.inbox, outbox, env, device), daemon=True
@@ -129,6 +150,8 @@ class LocalExecutor:
             config = replace(config, device="cuda:0")  # each worker sees only its own GPU
         outbox = self._context.Queue()
         slots = [_Slot(i) for i in range(min(self.jobs, len(jobs)) or 1)]
+        if not self.gpus:  # measured once, before any worker allocates
+            self._cpu_share = available_bytes("cpu") // len(slots)
         pending = list(jobs)
         try:
             for slot in slots:
@@ -220,15 +243,16 @@ def make_executor(
 
         import_ray()  # a missing Ray is one clear line now, not a failure after planning
         return RayExecutor(address=ray_address, time_limit=time_limit)
-    gpus = 0
+    gpus: list[int] = []
     if device.startswith("cuda"):
         import torch
 
-        gpus = torch.cuda.device_count()
+        named = torch.device(device).index
+        gpus = list(range(torch.cuda.device_count())) if named is None else [named]
     if workers == 0:
-        workers = gpus or max(1, usable_cores() // max(1, threads))
+        workers = len(gpus) or max(1, usable_cores() // max(1, threads))
     if gpus:
-        workers = min(workers, gpus)  # one worker per visible GPU
+        workers = min(workers, len(gpus))  # one worker per GPU used
     if workers == 1 and time_limit is None:
         return SerialExecutor()
     return LocalExecutor(jobs=workers, time_limit=time_limit, gpus=gpus)

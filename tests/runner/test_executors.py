@@ -274,3 +274,44 @@ def test_ray_refuses_more_threads_than_any_node_has(ray_runtime, tmp_path: Path)
     plan = small_plan(tmp_path, "iris", ["kernel-ridge"], threads=64)
     with pytest.raises(BadOption, match="--threads 64 is more than any Ray node's 2 CPUs"):
         run_plan(plan, executor=RayExecutor())
+
+
+# -- memory and GPUs per worker ------------------------------------------------------------------
+
+
+def test_parallel_workers_plan_their_fits_on_their_share_of_the_memory(tmp_path, monkeypatch):
+    """The driver measures the memory once and hands each worker its share: with 1 KiB to share,
+    every kernel fit in the workers is refused by its memory plan (a failed row naming the budget),
+    while the random forest, which plans nothing, runs."""
+    from rfmbench.runner import executors
+
+    monkeypatch.setattr(executors, "available_bytes", lambda device: 2048)
+    plan = small_plan(tmp_path, "iris", ["kernel-ridge", "random-forest"])
+    rows = read_run(run_plan(plan, executor=LocalExecutor(jobs=2)))
+    kernel = rows[rows["model"] == "kernel-ridge"]
+    assert (kernel["status"] == "failed").all(), kernel
+    assert kernel["error"].str.contains("GiB available on the device").all()
+    assert (rows.loc[rows["model"] == "random-forest", "status"] == "ok").all()
+
+
+def test_worker_env_pins_gpus_or_shares_the_memory(monkeypatch):
+    from rfmbench.models.memory import CPU_SHARE_ENV
+    from rfmbench.runner.executors import worker_env
+
+    assert worker_env(1, (), 4096) == ({CPU_SHARE_ENV: "4096"}, None)
+    assert worker_env(0, (), None) == ({}, None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert worker_env(3, (1,), None) == ({"CUDA_VISIBLE_DEVICES": "1"}, "cuda:1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert worker_env(1, (0, 1), None) == ({"CUDA_VISIBLE_DEVICES": "6"}, "cuda:1")
+
+
+def test_a_named_gpu_pins_every_worker_to_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    executor = make_executor(workers=0, time_limit=60, device="cuda:1")
+    assert isinstance(executor, LocalExecutor)
+    assert executor.gpus == (1,) and executor.jobs == 1
+    both = make_executor(workers=0, time_limit=60, device="cuda")
+    assert both.gpus == (0, 1) and both.jobs == 2
