@@ -725,7 +725,8 @@ class RFMRegressor(RegressorMixin, _BaseRFM):
         (default 0) is the same idea, taken at each split rather than per leaf.
     memory_gb : float or None, default=None
         The memory plan's budget in GiB (`rfmbench.models.memory`); None: 80% of what the device
-        has available when ``fit`` starts (MemAvailable on the CPU, free memory on CUDA).
+        has available when ``fit`` starts (MemAvailable on the CPU, at most a parallel run's
+        share per worker; free and torch-cached memory on CUDA).
     nystrom_rank : int, default=1000
         Landmark rows of the ``pcg`` preconditioner (memory ``n * nystrom_rank * itemsize``).
     block_memory_mb : float, default=512

@@ -170,14 +170,18 @@ def exact_solve(
     del factor
     if residual > tol and system.X.dtype != torch.float64 and fits(8.0 * system.n**2):
         ref = system.to(torch.float64)
-        K64 = ref.matrix()
-        a64, method64, _ = _factor_solve(K64, Y64, system.reg, rebuild=ref.matrix, fits=fits)
-        del K64
-        residual64 = relative_residual(ref, a64, Y64)
-        if residual64 < residual:
-            alpha, residual = a64, residual64
-            method = method64.replace("cholesky", "cholesky-float64", 1)
-            method = method if method != "lstsq" else "lstsq-float64"
+        try:
+            a64, method64, _ = _factor_solve(
+                ref.matrix(), Y64, system.reg, rebuild=ref.matrix, fits=fits
+            )
+        except MemoryError as error:  # its least-squares fallback: the solve at hand stays
+            logger.warning("kernel system (n=%d): no float64 repair: %s", system.n, error)
+        else:
+            residual64 = relative_residual(ref, a64, Y64)
+            if residual64 < residual:
+                alpha, residual = a64, residual64
+                method = method64.replace("cholesky", "cholesky-float64", 1)
+                method = method if method != "lstsq" else "lstsq-float64"
     if residual > tol:
         logger.warning(
             "kernel system (n=%d, reg=%g): relative residual %.2g after %s is above %g; the "
@@ -316,9 +320,7 @@ def _factor_solve(K, Y, reg, *, rebuild=None, fits=lambda nbytes: True):
                 if jitter > 0:  # the failed attempt overwrote K with a partial factor
                     K = rebuild(K)
                 K.diagonal().add_(reg + jitter)
-                # K is symmetric, so K.mT is the same matrix, column-major: LAPACK factors it in
-                # place.
-                factor = K.mT
+                factor = K.mT  # K is symmetric: K.mT is K column-major, LAPACK factors it in place
                 torch.linalg.cholesky_ex(factor, out=(factor, info))
             else:
                 K.diagonal().copy_(diag).add_(reg + jitter)

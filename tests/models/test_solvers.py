@@ -88,6 +88,26 @@ def test_no_float64_resolve_beyond_memory_is_not_silent(monkeypatch, caplog):
     assert "above" in caplog.text and "numerically singular" in caplog.text
 
 
+def test_a_float64_repair_refused_by_memory_keeps_the_solve_at_hand(monkeypatch, caplog):
+    """The float64 repair's least-squares fallback can be refused by the plan (MemoryError): the
+    refined float32 solve is returned, with its residual and a warning, not an exception."""
+    X, Y = _titanic()
+    monkeypatch.setattr(solvers, "REFINE_STEPS", 0)
+    factor_solve = solvers._factor_solve
+
+    def refused_in_float64(K, *args, **kwargs):
+        if K.dtype == torch.float64:
+            raise MemoryError("least-squares solution needs more than the plan allows")
+        return factor_solve(K, *args, **kwargs)
+
+    monkeypatch.setattr(solvers, "_factor_solve", refused_in_float64)
+    system = _system(X, 1e-3, torch.float32)
+    with caplog.at_level(logging.WARNING, logger="rfmbench.models.solvers"):
+        sol = exact_solve(system, torch.tensor(Y, dtype=torch.float32))
+    assert sol.method == "cholesky" and sol.residual > solvers.RESIDUAL_TOL
+    assert "no float64 repair" in caplog.text and "above" in caplog.text
+
+
 def test_near_singular_kernel_matches_the_direct_solve():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(60, 4))
